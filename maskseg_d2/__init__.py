@@ -1,0 +1,11 @@
+"""maskseg-d2: instance segmentation experiments on Detectron2 (Mask R-CNN) with Hydra configs.
+
+Importing the package applies :mod:`maskseg_d2.compat` first, so Detectron2 imports cleanly whether it is
+an official build or the Python-only registry copy.
+"""
+from . import compat
+
+compat.apply()
+
+__version__ = "0.1.0"
+__all__ = ["compat", "__version__"]
