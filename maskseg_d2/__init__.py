@@ -4,8 +4,10 @@ Importing the package applies :mod:`maskseg_d2.compat` first, so Detectron2 impo
 an official build or the Python-only registry copy.
 """
 from . import compat
+from .utils.paths import register_resolvers
 
 compat.apply()
+register_resolvers()
 
 __version__ = "0.1.0"
 __all__ = ["compat", "__version__"]

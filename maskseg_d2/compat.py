@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 from pathlib import Path
 
 __all__ = ["apply", "has_compiled_ops", "detectron2_source", "CompiledOpsMissing", "INSTALL_HOWTO"]
@@ -66,6 +67,12 @@ def _pillow_shim() -> None:
         Image.LINEAR = Image.BILINEAR
 
 
+def _quiet_known_warnings() -> None:
+    # Noise from Detectron2 0.6 on today's stack that users cannot act on (we pin setuptools<82 for it).
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+
 def _stub_compiled_ops() -> None:
     if "detectron2._C" in sys.modules:
         return
@@ -105,6 +112,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    _quiet_known_warnings()
     _pillow_shim()
     _stub_compiled_ops()
     _applied = True

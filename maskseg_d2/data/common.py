@@ -1,0 +1,485 @@
+"""Helpers shared by the annotation importers: classes, geometry -> Detectron2 annotations, image checks.
+
+Coordinate convention (all importers): points are *continuous* pixel coordinates, x right and y down, the
+image spanning ``[0, width] x [0, height]``; pixel (row i, column j) covers ``[j, j+1) x [i, i+1)``, so its
+centre is at ``(j + 0.5, i + 0.5)``. This is the convention of COCO and Detectron2 (pycocotools rasterises
+polygons this way), of Label Studio (percent of the image size) and of the LabelMe canvas, so no coordinate
+is shifted. Boxes are ``XYWH_ABS`` in the same space; a mask's box is the extent of its pixels.
+
+Annotations are built in two steps: the importers make geometry dicts with a pending class *name*
+(:data:`PENDING_NAME`), and :meth:`ClassMapper.assign` turns names into contiguous ``category_id``
+once every label has been seen (with ``classes=None`` the classes are discovered from the data).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import unicodedata
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from detectron2.structures import BoxMode
+from PIL import Image, UnidentifiedImageError
+from pycocotools import mask as mask_util
+
+from ..errors import fail
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PENDING_NAME",
+    "ClassMapper",
+    "ImageIndex",
+    "LoadResult",
+    "LoadStats",
+    "check_image_size",
+    "mask_annotation",
+    "mask_to_rle",
+    "normalize_name",
+    "polygon_area",
+    "polygons_annotation",
+    "rasterize_polygons",
+    "read_image_size",
+    "read_json",
+    "validate_polygon",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PENDING_NAME = "category_name"  # key holding the class name until ClassMapper.assign() sets category_id
+_EXIF_ORIENTATION = 0x0112
+
+
+# ----------------------------------------------------------------------------------------------- JSON
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; any problem becomes a one-line :class:`UserError` naming the file.
+
+    Args:
+        path (str or PathLike): the JSON file.
+
+    Returns:
+        Any: the parsed document.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise fail(str(path), "file not found", "check the path (dataset.annotations)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise fail(str(path), f"cannot read: {e}", "re-export the file as UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = "the file looks truncated" if e.pos >= len(text.rstrip()) else "the file is not valid JSON"
+        raise fail(
+            str(path), f"invalid JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}",
+            f"{hint}; export it again from the annotation tool",
+        ) from None
+
+
+# -------------------------------------------------------------------------------------- skipped items
+
+
+class LoadStats:
+    """Counts skipped items by reason; :meth:`report` logs them in ONE warning per load.
+
+    Args:
+        source (str): the file or folder being loaded (named in the warning).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def skip(self, reason: str, where: str) -> None:
+        """Count one skipped item.
+
+        Args:
+            reason (str): why, e.g. ``"keypointlabels result"``; items are grouped by it.
+            where (str): the item, e.g. ``"task 7 result ab12"`` (the first one is shown as example).
+        """
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, where)
+
+    @property
+    def total(self) -> int:
+        """int: number of skipped items."""
+        return sum(self.counts.values())
+
+    def message(self) -> str:
+        """str: the one-line summary ("" when nothing was skipped)."""
+        if not self.counts:
+            return ""
+        parts = [f"{n}× {r} (e.g. {self.examples[r]})" for r, n in sorted(self.counts.items())]
+        return f"{self.source}: skipped {self.total} item(s): " + "; ".join(parts)
+
+    def report(self, log: logging.Logger | None = None) -> str:
+        """Log the summary as one warning (nothing when nothing was skipped).
+
+        Returns:
+            str: the message logged, or "".
+        """
+        msg = self.message()
+        if msg:
+            (log or logger).warning(msg)
+        return msg
+
+
+@dataclass
+class LoadResult:
+    """What an importer's ``read_*`` function returns (``load_*`` returns only ``dicts``).
+
+    Attributes:
+        dicts (list[dict]): Detectron2 standard dataset dicts.
+        thing_classes (list[str]): class names; index = ``category_id``.
+        skipped (dict[str, int]): skipped items by reason.
+    """
+
+    dicts: list[dict]
+    thing_classes: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------------------- classes
+
+
+def _clean(label: Any) -> str:
+    return str(label).strip()
+
+
+class ClassMapper:
+    """Resolves label strings to contiguous class ids ``0..K-1``.
+
+    Labels are stripped, then mapped through ``class_map`` (a label mapped to ``None`` or ``""`` is
+    dropped and counted as skipped). With ``classes=None`` the classes are discovered: the sorted set of
+    mapped labels seen. With a ``classes`` list, a label outside it is an error listing every unknown
+    label with its count and first occurrence.
+
+    Args:
+        classes (list[str] or None): the class names in id order, or None to discover them.
+        class_map (dict[str, str] or None): raw label -> class name (e.g. ``{"Car": "car"}``).
+    """
+
+    def __init__(self, classes: Sequence[str] | None = None, class_map: Mapping[str, Any] | None = None):
+        self.class_map = {_clean(k): (None if v is None else _clean(v)) for k, v in (class_map or {}).items()}
+        self.classes = None if classes is None else [_clean(c) for c in classes]
+        if self.classes is not None:
+            dup = sorted(c for c, n in Counter(self.classes).items() if n > 1)
+            if dup or not all(self.classes):
+                what = f"duplicate class name(s) {dup}" if dup else "empty class name"
+                raise fail("dataset.classes", what, "list each class once")
+        self.seen: Counter[str] = Counter()
+        self.first_seen: dict[str, str] = {}
+
+    def map(self, label: Any) -> str | None:
+        """Strip and map one raw label.
+
+        Args:
+            label: the raw label from the annotation file.
+
+        Returns:
+            str or None: the class name, or None when ``class_map`` drops the label.
+        """
+        name = _clean(label)
+        if name in self.class_map:
+            name = self.class_map[name]
+        return name or None
+
+    def observe(self, name: str, where: str) -> None:
+        """Record that an annotation with class ``name`` (already mapped) was seen at ``where``."""
+        self.seen[name] += 1
+        self.first_seen.setdefault(name, where)
+
+    def thing_classes(self, source: str) -> list[str]:
+        """The final class list; raises for labels outside ``classes``.
+
+        Args:
+            source (str): the annotation file or folder (named in the error).
+
+        Returns:
+            list[str]: class names, index = category_id.
+        """
+        if self.classes is None:
+            return sorted(self.seen)
+        unknown = [n for n in sorted(self.seen) if n not in self.classes]
+        if unknown:
+            listed = ", ".join(f"'{n}' ({self.seen[n]}×, first at {self.first_seen[n]})" for n in unknown)
+            raise fail(
+                source, f"unknown label(s) {listed}; known classes: {', '.join(self.classes)}",
+                "add them to dataset.classes or map them with dataset.class_map "
+                "(a label mapped to null is dropped)",
+            )
+        return list(self.classes)
+
+    def assign(self, dicts: Iterable[dict], source: str) -> list[str]:
+        """Replace each annotation's pending class name by its ``category_id`` (in place).
+
+        Args:
+            dicts (iterable[dict]): Detectron2 dataset dicts with ``annotations[i][PENDING_NAME]``.
+            source (str): the annotation file or folder (named in errors).
+
+        Returns:
+            list[str]: thing_classes.
+        """
+        classes = self.thing_classes(source)
+        ids = {c: i for i, c in enumerate(classes)}
+        for d in dicts:
+            for ann in d["annotations"]:
+                ann["category_id"] = ids[ann.pop(PENDING_NAME)]
+        return classes
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+
+def polygon_area(points: np.ndarray | Sequence[Sequence[float]]) -> float:
+    """Area of a simple polygon (shoelace formula, absolute value).
+
+    Args:
+        points (array-like): (N, 2) vertices x, y.
+
+    Returns:
+        float: the area in pixels².
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(p) < 3:
+        return 0.0
+    x, y = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+
+
+def validate_polygon(points: Any, where: str) -> np.ndarray:
+    """Check a polygon: >= 3 points of 2 finite numbers each, area > 0.
+
+    Args:
+        points (array-like): (N, 2) vertices in pixels.
+        where (str): the item, for the error (``"<file>: task 3 result ab shape 0"``).
+
+    Returns:
+        np.ndarray: (N, 2) float64 vertices.
+    """
+    try:
+        p = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(where, f"points are not a list of [x, y] numbers: {str(points)[:60]}",
+                   "fix or delete this shape") from None
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise fail(where, f"points are not a list of [x, y] pairs (shape {p.shape})",
+                   "fix or delete this shape")
+    if not np.isfinite(p).all():
+        raise fail(where, "a coordinate is NaN or infinite",
+                   "fix or delete this shape in the annotation tool")
+    if len(p) < 3:
+        raise fail(where, f"polygon has {len(p)} point(s), needs at least 3", "redraw or delete this shape")
+    if polygon_area(p) <= 0:
+        raise fail(where, "polygon has zero area (all points on one line)", "redraw or delete this shape")
+    return p
+
+
+def _clip_box(x0: float, y0: float, x1: float, y1: float, size: tuple[int, int] | None) -> list[float]:
+    if size is not None:
+        h, w = size
+        x0, x1 = min(max(x0, 0.0), w), min(max(x1, 0.0), w)
+        y0, y1 = min(max(y0, 0.0), h), min(max(y1, 0.0), h)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def _set_category(ann: dict, category: str | int | None) -> dict:
+    if isinstance(category, int) and not isinstance(category, bool):
+        ann["category_id"] = category
+    elif category is not None:
+        ann[PENDING_NAME] = category
+    return ann
+
+
+def polygons_annotation(
+    polygons: Sequence[np.ndarray], category: str | int | None = None,
+    image_size: tuple[int, int] | None = None, where: str = "",
+) -> dict:
+    """One Detectron2 annotation from one or more polygons (their union is the instance).
+
+    Args:
+        polygons (list[np.ndarray]): validated (N, 2) pixel vertices (see :func:`validate_polygon`).
+        category (str, int or None): a class name (resolved to ``category_id`` later by
+            :meth:`ClassMapper.assign`) or a final ``category_id``.
+        image_size (tuple[int, int] or None): (height, width); the box is clipped to it.
+        where (str): the item, for the error when the shape lies outside the image.
+
+    Returns:
+        dict: ``segmentation`` (list of flat [x1, y1, ...] lists), ``bbox`` (XYWH_ABS), ``bbox_mode``,
+        ``iscrowd`` 0, and ``category_id`` or the pending class name.
+    """
+    allp = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    bbox = _clip_box(*allp.min(axis=0), *allp.max(axis=0), image_size)
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        raise fail(where, "the shape lies outside the image", "move or delete this shape")
+    ann = {
+        "segmentation": [[float(v) for v in np.asarray(p, dtype=np.float64).ravel()] for p in polygons],
+        "bbox": bbox,
+        "bbox_mode": BoxMode.XYWH_ABS,
+        "iscrowd": 0,
+    }
+    return _set_category(ann, category)
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a (H, W) mask, with ``counts`` as str (JSON and pickle friendly).
+
+    Args:
+        mask (np.ndarray): (H, W) bool or 0/1 array.
+
+    Returns:
+        dict: ``{"size": [H, W], "counts": str}``.
+    """
+    rle = mask_util.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def mask_annotation(mask: np.ndarray, category: str | int | None = None) -> dict | None:
+    """One Detectron2 annotation from a bool mask (segmentation = COCO RLE).
+
+    Args:
+        mask (np.ndarray): (H, W) bool mask of the instance, image-sized.
+        category (str, int or None): a class name (resolved to ``category_id`` later by
+            :meth:`ClassMapper.assign`) or a final ``category_id``.
+
+    Returns:
+        dict or None: the annotation (box = extent of the mask's pixels), None when the mask is empty.
+    """
+    m = np.asarray(mask).astype(bool)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if len(rows) == 0:
+        return None
+    x0, y0 = int(cols[0]), int(rows[0])
+    bbox = [float(x0), float(y0), float(cols[-1] + 1 - x0), float(rows[-1] + 1 - y0)]
+    ann = {"segmentation": mask_to_rle(m), "bbox": bbox, "bbox_mode": BoxMode.XYWH_ABS, "iscrowd": 0}
+    return _set_category(ann, category)
+
+
+def rasterize_polygons(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Union of polygons as a (H, W) bool mask, rasterised like COCO/Detectron2 (pycocotools).
+
+    Args:
+        polygons (list[np.ndarray]): (N, 2) pixel vertices each.
+        height (int): image height.
+        width (int): image width.
+
+    Returns:
+        np.ndarray: (H, W) bool.
+    """
+    flat = [np.asarray(p, dtype=np.float64).ravel().tolist() for p in polygons]
+    rles = mask_util.frPyObjects(flat, height, width)
+    return mask_util.decode(mask_util.merge(rles)).astype(bool)
+
+
+# -------------------------------------------------------------------------------------------- images
+
+
+def read_image_size(path: str | os.PathLike, where: str = "") -> tuple[int, int]:
+    """Size of an image as Detectron2's ``read_image`` sees it (EXIF orientation applied).
+
+    Args:
+        path (str or PathLike): the image file (only the header is read).
+        where (str): the item, for the error.
+
+    Returns:
+        tuple[int, int]: (height, width); swapped when the EXIF orientation is 5..8 (90° rotations).
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = _exif_orientation(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise fail(where or str(path), f"cannot read image {path}: {e}",
+                   "replace the file with a valid image") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block: Detectron2/PIL ignore it too
+        return 1
+
+
+def check_image_size(path: str | os.PathLike, height: int, width: int, where: str) -> tuple[int, int]:
+    """Raise when the size stored in the annotation differs from the real image (EXIF applied).
+
+    Args:
+        path (str or PathLike): the resolved image.
+        height (int): height recorded in the annotation file.
+        width (int): width recorded in the annotation file.
+        where (str): the item (file + task / image), for the error.
+
+    Returns:
+        tuple[int, int]: the real (height, width).
+    """
+    real = read_image_size(path, where)
+    if (int(height), int(width)) == real:
+        return real
+    hint = "annotate the same image you train on, or re-export the annotations"
+    if (int(width), int(height)) == real:
+        hint = ("the image has an EXIF rotation the annotation tool did not apply (Detectron2 applies it); "
+                "save the photo upright (e.g. exif_transpose) and annotate again")
+    raise fail(where, f"annotation says {width}x{height} (WxH) but image {path} is {real[1]}x{real[0]}", hint)
+
+
+def normalize_name(name: str) -> str:
+    """File-name key that survives Label Studio's upload renaming.
+
+    URL-decoded, Unicode NFC, stripped, spaces -> ``_``, and characters other than letters, digits,
+    ``-``, ``_`` and ``.`` removed (what Django's ``get_valid_filename`` does on upload). Case-sensitive.
+
+    Args:
+        name (str): a file name (no folder).
+
+    Returns:
+        str: the normalised name.
+    """
+    s = unicodedata.normalize("NFC", urllib.parse.unquote(name)).strip().replace(" ", "_")
+    return "".join(ch for ch in s if ch.isalnum() or ch in "-_.")
+
+
+class ImageIndex:
+    """One-time index of the images under a folder (recursive; hidden folders skipped).
+
+    Keys: relative POSIX path, file name, and :func:`normalize_name` of the file name.
+
+    Args:
+        root (str or PathLike): the image folder.
+        where (str): who needs it (named in the error when the folder is missing).
+    """
+
+    def __init__(self, root: str | os.PathLike, where: str = "") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise fail(where or str(root), f"image folder {root} does not exist",
+                       "put the photos there or set dataset.images")
+        self.relpaths: set[str] = set()
+        self.by_name: dict[str, list[str]] = {}
+        self.by_norm: dict[str, list[str]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(self.root)
+            for f in sorted(filenames):
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+                    rel = (rel_dir / f).as_posix()
+                    self.relpaths.add(rel)
+                    self.by_name.setdefault(unicodedata.normalize("NFC", f), []).append(rel)
+                    self.by_norm.setdefault(normalize_name(f), []).append(rel)
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def path(self, rel: str) -> str:
+        """str: absolute path of an indexed relative path."""
+        return os.path.abspath(self.root / rel)

@@ -1,0 +1,440 @@
+"""Label Studio JSON export (a list of tasks) -> Detectron2 dataset dicts.
+
+Supported result types: ``polygonlabels``, ``rectanglelabels`` (rotation included) and ``brushlabels``
+(Label Studio's own RLE, decoded by :mod:`maskseg_d2.data.ls_rle`). Other result types (keypoints,
+choices, text, relations ...) are skipped and counted; unlabelled tasks too. See ``/work/shared``
+FORMATS.md §2 for the export format.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import re
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UserError, fail
+from .common import (
+    ClassMapper,
+    ImageIndex,
+    LoadResult,
+    LoadStats,
+    check_image_size,
+    mask_annotation,
+    normalize_name,
+    polygons_annotation,
+    read_image_size,
+    read_json,
+    validate_polygon,
+)
+
+__all__ = ["load_labelstudio", "read_labelstudio", "resolve_image", "pick_annotation", "rectangle_corners",
+           "PICK_POLICIES"]
+
+logger = logging.getLogger(__name__)
+
+PICK_POLICIES = ("ground_truth_then_latest", "latest", "first")
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
+_URL_SCHEMES = ("http", "https", "s3", "gs", "gcs", "azure-blob")
+_IMAGE_KEYS = ("image", "img", "photo", "picture", "url")
+
+
+# ------------------------------------------------------------------------------------ image paths
+
+
+def _uri_reference(uri: str, where: str) -> tuple[str, str]:
+    """Split an image URI into ("upload", file name), ("name", file name) or ("rel", relative path)."""
+    if uri.startswith("data:"):
+        raise fail(where, "the image is embedded as a data: URI",
+                   "import the photo as a file in Label Studio")
+    parts = urllib.parse.urlsplit(uri)
+    path = parts.path
+    query = urllib.parse.parse_qs(parts.query)
+    if path.startswith("/data/local-files"):
+        if not query.get("d"):
+            raise fail(where, f"local-files URI without ?d=: {uri}", "re-export the tasks from Label Studio")
+        return "rel", query["d"][0]
+    if path.startswith("/storage-data/uploaded") and query.get("filepath"):
+        path = "/data/" + query["filepath"][0].lstrip("/")
+    if path.startswith("/data/upload/"):
+        name = urllib.parse.unquote(path.rsplit("/", 1)[-1])
+        m = _UPLOAD_PREFIX.match(name)
+        return "upload", m.group(1) if m else name
+    if parts.scheme in _URL_SCHEMES:
+        return "name", urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    return "rel", uri
+
+
+def _check_relative(rel: str, uri: str, where: str) -> str:
+    posix = rel.replace("\\", "/")
+    if posix.startswith("/") or PureWindowsPath(rel).drive or ".." in PurePosixPath(posix).parts:
+        raise fail(where, f"image path {uri!r} is absolute or leaves the image folder ('..')",
+                   "use paths relative to the image folder (dataset.images)")
+    return PurePosixPath(posix).as_posix()
+
+
+def _unique(hits: list[str] | None, index: ImageIndex, uri: str, where: str) -> str | None:
+    if not hits:
+        return None
+    if len(hits) > 1:
+        listed = ", ".join(sorted(hits)[:5]) + (" ..." if len(hits) > 5 else "")
+        raise fail(where, f"image {uri!r} matches {len(hits)} files under {index.root}: {listed}",
+                   "rename or remove the duplicates so each file name is unique")
+    return hits[0]
+
+
+def _missing(index: ImageIndex, name: str, uri: str, where: str) -> UserError:
+    names = sorted(index.by_name)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    cands = [index.by_name[c][0] for c in close]
+    hint = f"closest files: {', '.join(cands)}" if cands else f"{len(index)} image(s) there"
+    return fail(where, f"image {uri!r} not found under {index.root} ({hint})",
+                f"put the photo '{name}' in {index.root} or fix the task's image path")
+
+
+def resolve_image(
+    uri: str, image_root: str | os.PathLike, index: ImageIndex | None = None, where: str = ""
+) -> str:
+    """Find the local file for a task's image URI (never outside ``image_root``).
+
+    Handles ``/data/upload/<project>/<8 hex>-<name>`` (prefix stripped, URL-decoded), newer
+    ``/storage-data/uploaded/?filepath=upload/...``, ``/data/local-files/?d=<relative path>``,
+    http(s)/s3/gs/azure-blob URLs (matched by file name) and plain relative paths. Lookup order: exact
+    relative path (then its shorter tails, for a local-files root above ``image_root``), file name,
+    then :func:`~maskseg_d2.data.common.normalize_name` (Label Studio turns spaces into ``_`` on upload).
+
+    Args:
+        uri (str): the value of the task's image field.
+        image_root (str or PathLike): folder with the user's photos.
+        index (ImageIndex or None): a prebuilt index of ``image_root`` (built when None).
+        where (str): the item (file + task id), for errors.
+
+    Returns:
+        str: absolute path of the image.
+    """
+    index = index if index is not None else ImageIndex(image_root, where)
+    kind, ref = _uri_reference(uri, where)
+    if kind == "rel":
+        ref = _check_relative(ref, uri, where)
+        parts = PurePosixPath(ref).parts
+        for i in range(len(parts)):
+            tail = PurePosixPath(*parts[i:]).as_posix()
+            if tail in index.relpaths:
+                return index.path(tail)
+        ref = parts[-1] if parts else ref
+    name = unicodedata.normalize("NFC", ref)
+    hit = _unique(index.by_name.get(name), index, uri, where) or _unique(
+        index.by_norm.get(normalize_name(name)), index, uri, where)
+    if hit is None:
+        raise _missing(index, name, uri, where)
+    return index.path(hit)
+
+
+def _image_uri(task: dict, image_key: str | None, where: str) -> str:
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise fail(where, "task has no 'data' object", "export the project as 'JSON' (not JSON_MIN/CSV)")
+    if image_key is not None:
+        if not isinstance(data.get(image_key), str):
+            raise fail(where, f"task data has no '{image_key}' field (has: {', '.join(data)})",
+                       "set image_key to the $variable of your <Image> tag")
+        return data[image_key]
+    for key in _IMAGE_KEYS:
+        if isinstance(data.get(key), str):
+            return data[key]
+    strings = [v for v in data.values() if isinstance(v, str)]
+    if len(strings) == 1:
+        return strings[0]
+    raise fail(where, f"cannot tell which task data field is the image (fields: {', '.join(data)})",
+               "pass image_key= with the $variable of your <Image> tag")
+
+
+# ----------------------------------------------------------------------------------- annotation pick
+
+
+def _timestamp(ann: dict) -> datetime:
+    for key in ("updated_at", "created_at"):
+        s = ann.get(key)
+        if isinstance(s, str):
+            try:
+                t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _latest(anns: list[dict]) -> dict:
+    return max(enumerate(anns), key=lambda ia: (_timestamp(ia[1]), ia[0]))[1]
+
+
+def pick_annotation(annotations: list[dict], pick: str = "ground_truth_then_latest") -> dict | None:
+    """Choose the annotation of a task that becomes the training target.
+
+    Cancelled (skipped) annotations are ignored. Policies:
+
+    - ``"ground_truth_then_latest"`` (default): the annotation marked ``ground_truth`` (the newest if
+      several); otherwise the most recently updated (``updated_at``, else ``created_at``; ties -> the
+      later one in the list).
+    - ``"latest"``: the most recently updated, ignoring ``ground_truth``.
+    - ``"first"``: the first one in the export.
+
+    Args:
+        annotations (list[dict]): the task's ``annotations``.
+        pick (str): one of :data:`PICK_POLICIES`.
+
+    Returns:
+        dict or None: the chosen annotation; None when none is left (unlabelled task).
+    """
+    live = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not live:
+        return None
+    if pick == "first":
+        return live[0]
+    if pick == "ground_truth_then_latest":
+        truth = [a for a in live if a.get("ground_truth")]
+        return _latest(truth or live)
+    return _latest(live)
+
+
+# --------------------------------------------------------------------------------------- results
+
+
+def _percent_points(points: Any, width: int, height: int, where: str) -> np.ndarray:
+    return validate_polygon(points, where) * np.array([width / 100.0, height / 100.0])
+
+
+def _number(value: dict, key: str, where: str, default: float | None = None) -> float:
+    v = value.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise fail(where, f"value.{key} is {v!r}, expected a finite number", "fix or delete this region")
+    return float(v)
+
+
+def rectangle_corners(x: float, y: float, w: float, h: float, rotation: float) -> np.ndarray:
+    """Corners of a Label Studio rectangle in pixels.
+
+    Args:
+        x, y (float): top-left corner before rotation (pixels).
+        w, h (float): width and height (pixels).
+        rotation (float): degrees, clockwise on screen (image y points down), about (x, y).
+
+    Returns:
+        np.ndarray: (4, 2) corners: top-left, top-right, bottom-right, bottom-left (before rotation).
+    """
+    t = math.radians(rotation)
+    c, s = math.cos(t), math.sin(t)
+    local = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+    rot = np.array([[c, -s], [s, c]])  # with y down, this turns +x towards +y: clockwise on screen
+    return local @ rot.T + np.array([x, y])
+
+
+def _polygon_result(value: dict, size: tuple[int, int], where: str) -> list[np.ndarray]:
+    h, w = size
+    return [_percent_points(value.get("points"), w, h, where)]
+
+
+def _rectangle_result(value: dict, size: tuple[int, int], where: str) -> list[np.ndarray]:
+    h, w = size
+    x, y = _number(value, "x", where) * w / 100, _number(value, "y", where) * h / 100
+    bw, bh = _number(value, "width", where) * w / 100, _number(value, "height", where) * h / 100
+    corners = rectangle_corners(x, y, bw, bh, _number(value, "rotation", where, 0.0))
+    return [validate_polygon(corners, where)]
+
+
+def _brush_result(value: dict, size: tuple[int, int], where: str) -> np.ndarray:
+    if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
+        raise fail(where, f"brush region without an RLE list (format {value.get('format')!r})",
+                   "export the project as 'JSON' from Label Studio")
+    from .ls_rle import rle_to_mask  # imported when a brush region is met
+
+    try:
+        return rle_to_mask(value["rle"], *size)
+    except UserError:
+        raise
+    except Exception as e:  # corrupt RLE: name the region
+        raise fail(where, f"cannot decode the brush RLE: {e}",
+                   "re-export the project, or delete this region") from None
+
+
+_GEOMETRY: dict[str, Callable[[dict, tuple[int, int], str], Any]] = {
+    "polygonlabels": _polygon_result,
+    "rectanglelabels": _rectangle_result,
+    "brushlabels": _brush_result,
+}
+
+
+@dataclass
+class _Context:
+    json_file: str
+    index: ImageIndex
+    mapper: ClassMapper
+    stats: LoadStats
+    pick: str
+    image_key: str | None
+
+
+def _result_size(res: dict, where: str) -> tuple[int, int]:
+    h, w = res.get("original_height"), res.get("original_width")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise fail(where, f"original_width/original_height missing or invalid ({w!r}, {h!r})",
+                   "re-export the project as 'JSON' from Label Studio")
+    return int(round(h)), int(round(w))
+
+
+def _result_annotation(res: dict, size: tuple[int, int], where: str, ctx: _Context) -> dict | None:
+    rtype = res["type"]
+    value = res.get("value")
+    if not isinstance(value, dict):
+        raise fail(where, "result has no 'value' object", "re-export the project as 'JSON'")
+    labels = value.get(rtype)
+    if not isinstance(labels, list) or not labels or not str(labels[0]).strip():
+        ctx.stats.skip(f"{rtype} region without a label", where)
+        return None
+    if len(labels) > 1:
+        raise fail(where, f"region has {len(labels)} labels {labels}",
+                   "keep one label per region (Mask R-CNN predicts one class per instance)")
+    name = ctx.mapper.map(labels[0])
+    if name is None:
+        ctx.stats.skip("label dropped by class_map", where)
+        return None
+    geometry = _GEOMETRY[rtype](value, size, where)
+    if isinstance(geometry, np.ndarray):
+        ann = mask_annotation(geometry, name)
+        if ann is None:
+            ctx.stats.skip("empty brush mask", where)
+            return None
+    else:
+        ann = polygons_annotation(geometry, name, size, where)
+    ctx.mapper.observe(name, where)
+    return ann
+
+
+def _task_annotations(results: list, where: str, ctx: _Context) -> tuple[list[dict], tuple[int, int] | None]:
+    anns: list[dict] = []
+    size: tuple[int, int] | None = None
+    for j, res in enumerate(results):
+        if not isinstance(res, dict):
+            raise fail(f"{where} result #{j}", "result is not an object", "re-export the project as 'JSON'")
+        rwhere = f"{where} result {res.get('id', '?')} (#{j}, {res.get('type')})"
+        if res.get("type") not in _GEOMETRY:
+            ctx.stats.skip(f"{res.get('type')} result", rwhere)
+            continue
+        if res.get("image_rotation"):
+            rotation = res["image_rotation"]
+            raise fail(rwhere, f"the image was rotated in the editor (image_rotation={rotation})",
+                       "reset the rotation in Label Studio, redo this region and export again")
+        rsize = _result_size(res, rwhere)
+        if size is not None and rsize != size:
+            raise fail(rwhere, f"original size {rsize[1]}x{rsize[0]} differs from {size[1]}x{size[0]} "
+                       "of the task's other regions", "re-export the project as 'JSON'")
+        size = rsize
+        ann = _result_annotation(res, size, rwhere, ctx)
+        if ann is not None:
+            anns.append(ann)
+    return anns, size
+
+
+def _load_task(task: Any, i: int, ctx: _Context) -> dict | None:
+    if not isinstance(task, dict):
+        raise fail(f"{ctx.json_file}: task #{i}", "task is not an object", "export the project as 'JSON'")
+    task_id = task.get("id", f"#{i}")
+    where = f"{ctx.json_file}: task {task_id}"
+    annotations = task.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise fail(where, "'annotations' is not a list", "export the project as 'JSON'")
+    ann = pick_annotation(annotations, ctx.pick)
+    if ann is None:
+        ctx.stats.skip("unlabelled task", f"task {task_id}")
+        return None
+    uri = _image_uri(task, ctx.image_key, where)
+    file_name = resolve_image(uri, ctx.index.root, ctx.index, where)
+    results = ann.get("result") or []
+    if not isinstance(results, list):
+        raise fail(where, "annotation 'result' is not a list", "export the project as 'JSON'")
+    anns, size = _task_annotations(results, where, ctx)
+    if size is None:
+        size = read_image_size(file_name, where)
+    else:
+        check_image_size(file_name, size[0], size[1], where)
+    return {"file_name": file_name, "height": size[0], "width": size[1], "image_id": task_id,
+            "annotations": anns}
+
+
+def load_labelstudio(
+    json_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    classes: list[str] | None = None,
+    class_map: dict[str, str] | None = None,
+    pick: str = "ground_truth_then_latest",
+    image_key: str | None = None,
+) -> list[dict]:
+    """Load a Label Studio JSON export as Detectron2 dataset dicts.
+
+    One dict per labelled task. Per task, cancelled annotations are ignored and one annotation is
+    chosen by ``pick`` (see :func:`pick_annotation`; default: the ``ground_truth`` one, else the most
+    recently updated). A task without a (non-cancelled) annotation is skipped and counted; an
+    annotation with an empty ``result`` is kept as an image without objects. Polygons and (rotated)
+    rectangles become polygon segmentations in pixels, brush regions COCO RLE dicts. Skipped items
+    (unlabelled tasks, unsupported result types, empty brush masks) are reported in one warning.
+
+    Args:
+        json_file (str or PathLike): the export (a JSON list of tasks).
+        image_root (str or PathLike): folder with the photos that were uploaded (searched recursively).
+        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
+        class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
+        pick (str): annotation choice policy, one of :data:`PICK_POLICIES`.
+        image_key (str or None): the task ``data`` field holding the image; None guesses it.
+
+    Returns:
+        list[dict]: Detectron2 standard dicts with ``file_name`` (absolute), ``height``, ``width``,
+        ``image_id`` (the task id; re-assigned by :func:`~maskseg_d2.data.register.register_dataset`)
+        and ``annotations`` (``category_id`` contiguous in the order of the class list).
+    """
+    return read_labelstudio(json_file, image_root, classes, class_map, pick, image_key).dicts
+
+
+def read_labelstudio(
+    json_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    classes: list[str] | None = None,
+    class_map: dict[str, str] | None = None,
+    pick: str = "ground_truth_then_latest",
+    image_key: str | None = None,
+) -> LoadResult:
+    """Like :func:`load_labelstudio`, and also return the class list and the skip counts.
+
+    Returns:
+        LoadResult: ``dicts``, ``thing_classes`` (discovered ones when ``classes`` is None), ``skipped``.
+    """
+    source = str(json_file)
+    if pick not in PICK_POLICIES:
+        raise fail("pick", f"unknown policy {pick!r}", f"use one of {', '.join(PICK_POLICIES)}")
+    tasks = read_json(json_file)
+    if not isinstance(tasks, list):
+        raise fail(source, f"top level is a JSON {type(tasks).__name__}, not a list of tasks",
+                   _not_a_list_hint(tasks))
+    index = ImageIndex(image_root, source)
+    ctx = _Context(source, index, ClassMapper(classes, class_map), LoadStats(source), pick, image_key)
+    dicts = [d for i, task in enumerate(tasks) if (d := _load_task(task, i, ctx)) is not None]
+    thing_classes = ctx.mapper.assign(dicts, source)
+    ctx.stats.report(logger)
+    logger.info("Loaded %d image(s) with %d instance(s) from %s", len(dicts),
+                sum(len(d["annotations"]) for d in dicts), source)
+    return LoadResult(dicts, thing_classes, dict(ctx.stats.counts))
+
+
+def _not_a_list_hint(doc: Any) -> str:
+    if isinstance(doc, dict) and {"images", "annotations", "categories"} <= set(doc):
+        return "this is a COCO file; export the project as 'JSON' in Label Studio"
+    if isinstance(doc, dict) and "data" in doc:
+        return "this looks like a single task; export the whole project as 'JSON'"
+    return "export the project as 'JSON' in Label Studio (Export -> JSON)"

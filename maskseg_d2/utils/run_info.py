@@ -1,0 +1,70 @@
+"""What is saved with every run so it can be reproduced: resolved config, git commit, dataset hash, env."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .. import compat
+
+__all__ = ["git_state", "environment_summary", "save_run_info"]
+
+
+def git_state(root: str) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool}`` of the repository at ``root`` (None outside git)."""
+    def run(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        commit = run("rev-parse", "HEAD") or None
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no")) if commit else False
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, False
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment_summary() -> dict[str, Any]:
+    import detectron2
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "detectron2": detectron2.__version__,
+        "detectron2_source": compat.detectron2_source(),
+        "compiled_ops": compat.has_compiled_ops(),
+    }
+
+
+def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any) -> str:
+    """Write ``run_info.json`` and ``config_resolved.yaml`` into the run dir; returns the JSON path.
+
+    Hydra already keeps ``.hydra/{config,overrides}.yaml``; Detectron2's ``config.yaml`` is written by
+    ``default_setup``. This adds what neither records.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    OmegaConf.save(cfg, os.path.join(output_dir, "config_resolved.yaml"), resolve=True)
+    info = {
+        "command": " ".join(sys.argv),
+        "git": git_state(str(cfg.paths.root_dir)),
+        "dataset": {
+            "name": str(cfg.dataset.name),
+            "hash": dataset.dataset_hash,
+            "thing_classes": list(dataset.thing_classes),
+            "num_train": dataset.num_train,
+            "num_val": dataset.num_val,
+        },
+        "environment": environment_summary(),
+    }
+    path = os.path.join(output_dir, "run_info.json")
+    with open(path, "w") as f:
+        json.dump(info, f, indent=2)
+    return path

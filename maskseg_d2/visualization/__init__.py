@@ -1,0 +1,46 @@
+"""Masked images: predictions (and ground truth beside them) drawn with Detectron2's Visualizer."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .. import compat
+
+compat.apply()
+
+import cv2  # noqa: E402
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data.detection_utils import read_image  # noqa: E402
+from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
+
+__all__ = ["draw_gt_vs_pred", "draw_val_predictions"]
+
+
+def draw_gt_vs_pred(image_rgb: np.ndarray, record: dict, instances, metadata) -> np.ndarray:
+    """Side by side: ground truth (left) and predicted masks/boxes/scores (right), RGB uint8."""
+    gt = Visualizer(image_rgb, metadata, scale=1.0).draw_dataset_dict(record).get_image()
+    pred = Visualizer(image_rgb, metadata, scale=1.0, instance_mode=ColorMode.IMAGE)
+    pred = pred.draw_instance_predictions(instances.to("cpu")).get_image()
+    gap = np.full((gt.shape[0], 8, 3), 255, np.uint8)
+    return np.concatenate([gt, gap, pred], axis=1)
+
+
+def draw_val_predictions(predictor, records: Sequence[dict], dataset_name: str, out_dir: str) -> list[str]:
+    """Run ``predictor`` (a DefaultPredictor) on ``records`` and write ``<out_dir>/<image>.png``.
+
+    Returns:
+        list[str]: the written PNG paths.
+    """
+    metadata = MetadataCatalog.get(dataset_name)
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for record in records:
+        bgr = read_image(record["file_name"], format="BGR")  # EXIF applied, as in training
+        instances = predictor(bgr)["instances"]
+        canvas = draw_gt_vs_pred(bgr[:, :, ::-1], record, instances, metadata)
+        path = os.path.join(out_dir, os.path.splitext(os.path.basename(record["file_name"]))[0] + ".png")
+        cv2.imwrite(path, canvas[:, :, ::-1])
+        paths.append(path)
+    return paths

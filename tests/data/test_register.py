@@ -1,0 +1,156 @@
+"""register_dataset: format detection, deterministic split, idempotent catalog registration."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from maskseg_d2.data import DatasetInfo, register_dataset
+from maskseg_d2.data.register import split_train_val
+from maskseg_d2.errors import UserError
+
+W, H = 64, 48
+CLASSES = ["car", "sign board"]
+
+
+def write_image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, np.zeros((H, W, 3), np.uint8))
+    path.write_bytes(buf.tobytes())
+
+
+def ls_task(tid: int, name: str, label: str) -> dict:
+    pts = [[10, 10], [60, 10], [60, 70], [10, 70]]  # percent
+    result = {"id": f"r{tid}", "type": "polygonlabels", "from_name": "label", "to_name": "image",
+              "original_width": W, "original_height": H, "image_rotation": 0,
+              "value": {"points": pts, "polygonlabels": [label]}}
+    ann = {"id": tid, "was_cancelled": False, "ground_truth": False, "result": [result],
+           "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"}
+    return {"id": tid, "data": {"image": f"/data/upload/1/0123abcd-{name}"}, "annotations": [ann]}
+
+
+def make_labelstudio(root: Path, n: int) -> Path:
+    names = [f"img_{i:03d}.jpg" for i in range(n)]
+    for name in names:
+        write_image(root / "images" / name)
+    tasks = [ls_task(i + 1, name, CLASSES[i % 2]) for i, name in enumerate(names)]
+    (root / "labelstudio.json").write_text(json.dumps(tasks))
+    return root
+
+
+def make_labelme_with_mask(root: Path) -> Path:
+    write_image(root / "labelme" / "a.jpg")
+    buf = io.BytesIO()
+    Image.fromarray(np.ones((5, 5), np.uint8) * 255).save(buf, format="PNG")
+    shapes = [{"label": "car", "points": [[2, 2], [6, 6]], "group_id": None, "shape_type": "mask",
+               "flags": {}, "mask": base64.b64encode(buf.getvalue()).decode()},
+              {"label": "sign board", "points": [[20, 20], [30, 20], [30, 30]], "group_id": None,
+               "shape_type": "polygon", "flags": {}}]
+    doc = {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": "a.jpg", "imageData": None,
+           "imageHeight": H, "imageWidth": W}
+    (root / "labelme" / "a.json").write_text(json.dumps(doc))
+    return root
+
+
+def cfg_for(root: Path | str, name: str = "demo", **overrides) -> dict:
+    cfg = {"name": name, "root": str(root), "format": "auto", "annotations": None, "images": None,
+           "classes": list(CLASSES), "class_map": {}, "val_fraction": 0.25, "split_seed": 0}
+    cfg.update(overrides)
+    return cfg
+
+
+def split_of(info: DatasetInfo) -> tuple[set[str], set[str]]:
+    train = {Path(d["file_name"]).name for d in DatasetCatalog.get(info.train_name)}
+    val = {Path(d["file_name"]).name for d in DatasetCatalog.get(info.val_name)}
+    return train, val
+
+
+def test_register_labelstudio_and_metadata(tmp_path):
+    root = make_labelstudio(tmp_path / "demo", 8)
+    info = register_dataset(OmegaConf.create(cfg_for(root)))
+    assert (info.train_name, info.val_name) == ("demo_train", "demo_val")
+    assert info.thing_classes == CLASSES and info.mask_format == "polygon" and info.format == "labelstudio"
+    assert info.num_train + info.num_val == 8 and info.num_val >= 1 and info.num_instances == 8
+    assert len(info.dataset_hash) == 64
+    meta = MetadataCatalog.get("demo_val")
+    assert meta.thing_classes == CLASSES and meta.evaluator_type == "coco" and meta.mask_format == "polygon"
+    assert meta.image_root == str(root / "images") and meta.annotation_file == str(root / "labelstudio.json")
+    assert not hasattr(meta, "json_file")  # COCOEvaluator would read it as a COCO file
+    records = DatasetCatalog.get("demo_train") + DatasetCatalog.get("demo_val")
+    # image_id = index after sorting by file_name
+    assert sorted((d["image_id"], Path(d["file_name"]).name) for d in records) == [
+        (i, f"img_{i:03d}.jpg") for i in range(8)]
+    # NUM_CLASSES derives from thing_classes; every category id fits
+    from detectron2.config import get_cfg
+
+    d2 = get_cfg()
+    d2.MODEL.ROI_HEADS.NUM_CLASSES = len(info.thing_classes)
+    assert d2.MODEL.ROI_HEADS.NUM_CLASSES == len(meta.thing_classes) == 2
+    assert {a["category_id"] for d in records for a in d["annotations"]} == {0, 1}
+
+
+def test_register_twice_is_idempotent_and_returns_copies(tmp_path):
+    root = make_labelstudio(tmp_path / "demo", 4)
+    first = register_dataset(cfg_for(root))
+    DatasetCatalog.get("demo_train")[0]["annotations"].clear()  # callers may mutate what they get
+    # changed metadata would trip Detectron2's "unchanged value" assertion without the removal
+    second = register_dataset(cfg_for(root, classes=["sign board", "car"]))
+    assert first.dataset_hash != second.dataset_hash  # the class list is part of the hash
+    assert MetadataCatalog.get("demo_train").thing_classes == ["sign board", "car"]
+    assert all(d["annotations"] for d in DatasetCatalog.get("demo_train"))
+    assert DatasetCatalog.list().count("demo_train") == 1
+
+
+def test_split_deterministic_and_stable_when_images_are_added(tmp_path):
+    root = make_labelstudio(tmp_path / "demo", 12)
+    train, val = split_of(register_dataset(cfg_for(root)))
+    assert split_of(register_dataset(cfg_for(root))) == (train, val)
+    assert val and train and not train & val
+    make_labelstudio(root, 20)  # 8 more photos
+    train2, val2 = split_of(register_dataset(cfg_for(root)))
+    assert train <= train2 and val <= val2
+    other = split_of(register_dataset(cfg_for(root, split_seed=1)))
+    assert other != (train2, val2)
+
+
+def test_split_keeps_both_sides_non_empty():
+    assert split_train_val(["a.jpg", "b.jpg"], 0.0, 0).count(True) == 1
+    assert split_train_val(["a.jpg", "b.jpg"], 0.999999, 0).count(False) == 1
+    rel = [f"{i}.jpg" for i in range(1000)]
+    assert 200 < sum(split_train_val(rel, 0.25, 0)) < 300
+
+
+def test_auto_detects_labelme_and_bitmask(tmp_path):
+    root = make_labelme_with_mask(tmp_path / "lm")
+    info = register_dataset(cfg_for(root, name="lm"))
+    assert info.format == "labelme" and info.mask_format == "bitmask" and info.num_instances == 2
+    assert info.num_train == 1 and info.num_val == 1  # a single image serves both splits (warned)
+    assert MetadataCatalog.get("lm_train").mask_format == "bitmask"
+
+
+def test_auto_missing_data_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        register_dataset(cfg_for("datasets/cars_signs", name="cars_signs"))
+    assert str(e.value) == (
+        "Dataset 'cars_signs' not found under datasets/cars_signs — put the Label Studio JSON export at "
+        "datasets/cars_signs/labelstudio.json and the photos in datasets/cars_signs/images/, or LabelMe JSON "
+        "files in datasets/cars_signs/labelme/ (layout: datasets/README.md)")
+
+
+def test_bad_config_values(tmp_path):
+    root = make_labelstudio(tmp_path / "demo", 2)
+    for bad, needle in [({"format": "coco"}, "dataset.format=coco"), ({"val_fraction": 1.0}, "val_fraction"),
+                        ({"format": "labelstudio", "annotations": str(root / "nope.json")}, "nope.json")]:
+        with pytest.raises(UserError) as e:
+            register_dataset(cfg_for(root, **bad))
+        assert "\n" not in str(e.value) and needle in str(e.value)
