@@ -26,21 +26,22 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import fail
+from ..errors import UserError, fail
 from .common import (
     ClassMapper,
     LoadResult,
     LoadStats,
-    check_image_size,
+    finish_load,
     mask_annotation,
     polygons_annotation,
+    progress,
     rasterize_polygons,
-    read_image_size,
     read_json,
     validate_polygon,
 )
+from .exif import SizeFix, reconcile_size
 
-__all__ = ["load_labelme", "read_labelme", "circle_polygon", "CACHE_DIR"]
+__all__ = ["load_labelme", "read_labelme", "labelme_dicts", "labelme_files", "circle_polygon", "CACHE_DIR"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,16 @@ def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
-def _json_files(json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+def labelme_files(json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The LabelMe JSON files to read.
+
+    Args:
+        json_dir_or_files (str, PathLike or iterable of them): a folder (searched recursively for
+            ``*.json``, sorted; hidden folders skipped), one file, or a list of files.
+
+    Returns:
+        list[Path]: the files.
+    """
     if isinstance(json_dir_or_files, (str, os.PathLike)):
         p = Path(json_dir_or_files)
         if p.is_dir():
@@ -92,9 +102,9 @@ def _decode_image_data(json_file: Path, image_data: str, where: str) -> Path:
     out = json_file.parent / CACHE_DIR / (json_file.stem + _FORMAT_EXT.get(fmt, ".png"))
     if not out.is_file() or hashlib.sha1(out.read_bytes()).digest() != hashlib.sha1(raw).digest():
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: DDP workers load at once
         tmp.write_bytes(raw)
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # atomic: a reader sees the old or the new file, never half of one
     return out
 
 
@@ -181,20 +191,22 @@ def _mask_shape(shape: dict, size: tuple[int, int], where: str) -> np.ndarray:
     return canvas
 
 
-def _shape_geometry(shape: dict, stype: str, size: tuple[int, int], where: str) -> np.ndarray:
-    """A polygon ((N, 2) float) or, for mask shapes, an image-sized (H, W) bool mask."""
+def _shape_geometry(shape: dict, stype: str, fix: SizeFix, where: str) -> np.ndarray:
+    """A polygon ((N, 2) float) or, for mask shapes, an image-sized (H, W) bool mask, in image pixels."""
     if stype == "mask":
-        return _mask_shape(shape, size, where)
+        return fix.mask(_mask_shape(shape, fix.canvas, where), where)
     if stype == "circle":
         (cx, cy), rim = _points(shape, where, count=2)
-        return validate_polygon(circle_polygon((cx, cy), float(np.hypot(*(rim - (cx, cy))))), where)
-    if stype == "rectangle":
+        polygon = circle_polygon((cx, cy), float(np.hypot(*(rim - (cx, cy)))))
+    elif stype == "rectangle":
         p = _points(shape, where)
         (x0, y0), (x1, y1) = p.min(axis=0), p.max(axis=0)
-        return validate_polygon([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], where)
-    if stype == "oriented_rectangle":
-        return validate_polygon(_points(shape, where, count=4), where)
-    return validate_polygon(shape.get("points"), where)  # polygon
+        polygon = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+    elif stype == "oriented_rectangle":
+        polygon = _points(shape, where, count=4)
+    else:  # polygon
+        polygon = shape.get("points")
+    return fix.points(validate_polygon(polygon, where), where)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -225,7 +237,7 @@ def _instance_annotation(
     return mask_annotation(merged, name)
 
 
-def _collect_instances(shapes: list, size: tuple[int, int], where: str, ctx: _Context) -> dict:
+def _collect_instances(shapes: list, fix: SizeFix, where: str, ctx: _Context) -> dict:
     instances: dict[Any, tuple[str, str, list[np.ndarray]]] = {}
     for k, shape in enumerate(shapes):
         if not isinstance(shape, dict):
@@ -242,7 +254,11 @@ def _collect_instances(shapes: list, size: tuple[int, int], where: str, ctx: _Co
         if name is None:
             ctx.stats.skip("label dropped by class_map", swhere)
             continue
-        geometry = _shape_geometry(shape, stype, size, swhere)
+        try:
+            geometry = _shape_geometry(shape, stype, fix, swhere)
+        except UserError as e:
+            ctx.stats.problem(e, "invalid shape")  # raises unless building a report
+            continue
         gid = shape.get("group_id")
         key = (name, gid) if gid is not None else (None, k)  # None: never a class name
         instances.setdefault(key, (name, swhere, []))[2].append(geometry)
@@ -258,25 +274,52 @@ def _load_file(json_file: Path, ctx: _Context) -> dict:
     file_name = _resolve_image(json_file, doc, where)
     h, w = doc.get("imageHeight"), doc.get("imageWidth")
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        size = check_image_size(file_name, int(h), int(w), where)
+        fix = reconcile_size(file_name, h, w, where, relative=False, stats=ctx.stats)
     else:
-        size = read_image_size(file_name, where)
+        fix = SizeFix.of_image(file_name, where)
     annotations = []
-    for name, swhere, parts in _collect_instances(doc["shapes"], size, where, ctx).values():
-        ann = _instance_annotation(parts, name, size, swhere)
+    for name, swhere, parts in _collect_instances(doc["shapes"], fix, where, ctx).values():
+        try:
+            ann = _instance_annotation(parts, name, fix.size, swhere)
+        except UserError as e:
+            ctx.stats.problem(e, "invalid shape")  # raises unless building a report
+            continue
         if ann is None:
             ctx.stats.skip("empty mask", swhere)
             continue
         ctx.mapper.observe(name, swhere)
         annotations.append(ann)
-    return {"file_name": file_name, "height": size[0], "width": size[1], "image_id": where,
+    return {"file_name": file_name, "height": fix.height, "width": fix.width, "image_id": where,
             "annotations": annotations}
+
+
+def labelme_dicts(files: list[Path], mapper: ClassMapper, stats: LoadStats) -> list[dict]:
+    """Dataset dicts (class names still pending) from LabelMe files; the building block of
+    :func:`read_labelme`, for callers that share one ``mapper`` and ``stats`` over several inputs.
+
+    Args:
+        files (list[Path]): LabelMe JSON files (see :func:`labelme_files`).
+        mapper (ClassMapper): maps and records labels.
+        stats (LoadStats): skip/adjust counters; a lenient one collects problems instead of raising.
+
+    Returns:
+        list[dict]: one dict per file, annotations carrying ``PENDING_NAME``.
+    """
+    ctx = _Context(stats.source, mapper, stats)
+    dicts = []
+    for f in progress(files, desc="reading LabelMe files"):
+        try:
+            dicts.append(_load_file(f, ctx))
+        except UserError as e:
+            stats.problem(e, "image or file")  # raises unless building a report
+    return dicts
 
 
 def load_labelme(
     json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike],
     classes: list[str] | None = None,
     class_map: dict[str, str] | None = None,
+    unknown: str = "error",
 ) -> list[dict]:
     """Load LabelMe JSON files as Detectron2 dataset dicts (one per JSON file).
 
@@ -285,38 +328,41 @@ def load_labelme(
     circles (centre + rim point -> polygon with chord error <= 0.1 px) and oriented rectangles become
     polygon segmentations; mask shapes (a PNG crop pasted at the box's top-left corner) and groups
     containing one become COCO RLE. line/linestrip/point/points shapes are skipped and counted (one
-    warning per load). ``imageHeight``/``imageWidth`` are checked against the image (EXIF applied).
+    warning per load). ``imageHeight``/``imageWidth`` are reconciled with the image
+    (:func:`~maskseg_d2.data.exif.reconcile_size`: transposed = EXIF, same aspect = rescaled).
 
     Args:
         json_dir_or_files (str, PathLike or iterable of them): a folder (searched recursively for
             ``*.json``, sorted; hidden folders skipped), one file, or a list of files.
         classes (list[str] or None): class names in id order; None discovers them (sorted labels).
         class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
+        unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
 
     Returns:
         list[dict]: Detectron2 standard dicts with ``file_name`` (absolute), ``height``, ``width``,
         ``image_id`` (the JSON path; re-assigned by :func:`~maskseg_d2.data.register.register_dataset`)
         and ``annotations``.
     """
-    return read_labelme(json_dir_or_files, classes, class_map).dicts
+    return read_labelme(json_dir_or_files, classes, class_map, unknown).dicts
 
 
 def read_labelme(
     json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike],
     classes: list[str] | None = None,
     class_map: dict[str, str] | None = None,
+    unknown: str = "error",
+    strict: bool = True,
 ) -> LoadResult:
-    """Like :func:`load_labelme`, and also return the class list and the skip counts.
+    """Like :func:`load_labelme`, and also return the class list and the counts.
+
+    Args:
+        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising.
 
     Returns:
-        LoadResult: ``dicts``, ``thing_classes`` (discovered ones when ``classes`` is None), ``skipped``.
+        LoadResult: ``dicts``, ``thing_classes`` (discovered ones when ``classes`` is None), ``skipped``,
+        ``adjusted``, ``problems``.
     """
-    files = _json_files(json_dir_or_files)
+    files = labelme_files(json_dir_or_files)
     source = str(json_dir_or_files) if isinstance(json_dir_or_files, (str, os.PathLike)) else "LabelMe files"
-    ctx = _Context(source, ClassMapper(classes, class_map), LoadStats(source))
-    dicts = [_load_file(f, ctx) for f in files]
-    thing_classes = ctx.mapper.assign(dicts, source)
-    ctx.stats.report(logger)
-    logger.info("Loaded %d image(s) with %d instance(s) from %s", len(dicts),
-                sum(len(d["annotations"]) for d in dicts), source)
-    return LoadResult(dicts, thing_classes, dict(ctx.stats.counts))
+    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
+    return finish_load(labelme_dicts(files, mapper, stats), mapper, stats, "labelme", logger)

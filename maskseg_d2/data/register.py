@@ -1,14 +1,19 @@
-"""Register a Label Studio or LabelMe dataset as ``<name>_train`` / ``<name>_val`` in Detectron2's catalogs.
+"""Register a dataset as ``<name>_train`` / ``<name>_val`` in Detectron2's catalogs.
 
 Layout of a dataset folder (datasets/README.md)::
 
     <root>/images/...            the photos
-    <root>/labelstudio.json      Label Studio "JSON" export      -- or --
+    <root>/labelstudio.json      a Label Studio export (JSON, JSON_MIN or COCO)   -- or --
+    <root>/coco.json             a COCO instances file (file_name relative to images/)   -- or --
     <root>/labelme/*.json        LabelMe files (imagePath relative to each JSON)
+
+``dataset.annotations`` may also name any file(s) or folder; ``format: auto`` detects the format
+from the content (:mod:`maskseg_d2.data.formats`).
 """
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import logging
 import os
@@ -18,16 +23,18 @@ from typing import Any
 
 from ..errors import UserError, fail
 from .common import LoadResult
-from .labelme import read_labelme
-from .labelstudio import read_labelstudio
+from .formats import FORMATS, read_dataset
 
-__all__ = ["DatasetInfo", "register_dataset", "split_train_val", "detect_format", "FORMATS"]
+__all__ = ["DatasetInfo", "register_dataset", "split_train_val", "split_by_lists", "find_annotations",
+           "FORMATS"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("auto", "labelstudio", "labelme")
 _LS_FILE = "labelstudio.json"
+_COCO_FILE = "coco.json"
 _LABELME_DIR = "labelme"
+_DEFAULT_FILES = {"labelstudio": _LS_FILE, "labelstudio_min": _LS_FILE, "labelstudio_coco": _LS_FILE,
+                  "coco": _COCO_FILE, "labelme": _LABELME_DIR}
 
 
 @dataclass
@@ -43,9 +50,11 @@ class DatasetInfo:
         num_val (int): images in the validation split.
         num_instances (int): instances over both splits.
         dataset_hash (str): sha256 over the annotation file(s), the image relative paths and the classes.
-        format (str): the format loaded (``"labelstudio"`` or ``"labelme"``).
-        annotations (str): the annotation file or folder loaded.
+        format (str): the format(s) loaded (``"labelstudio"``, ``"coco"``, ``"labelme"`` ...).
+        annotations (str): the annotation file(s) or folder loaded (``", "``-joined when several).
         image_root (str): the image folder.
+        skipped (dict[str, int]): skipped items by reason.
+        adjusted (dict[str, int]): items kept after an adjustment (EXIF, rescale ...), by reason.
     """
 
     train_name: str
@@ -60,6 +69,7 @@ class DatasetInfo:
     annotations: str = ""
     image_root: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
+    adjusted: dict[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -87,25 +97,37 @@ def _has_labelme_json(folder: str) -> bool:
     return os.path.isdir(folder) and any(Path(folder).rglob("*.json"))
 
 
-def detect_format(name: str, root: str) -> str:
-    """``format: auto``: labelstudio when ``<root>/labelstudio.json`` exists, else labelme when
-    ``<root>/labelme/`` holds JSON files; else a one-line error saying where to put the data.
+def find_annotations(name: str, root: str, fmt: str = "auto") -> str:
+    """Where the annotations are when ``dataset.annotations`` is null.
+
+    ``auto``: ``<root>/labelstudio.json``, else ``<root>/coco.json``, else ``<root>/labelme/`` when it
+    holds JSON files; else a one-line error saying where to put the data. An explicit format names
+    its default file (``coco.json`` for coco, ``labelme/`` for labelme, ``labelstudio.json`` else).
 
     Args:
         name (str): the dataset name (for the error).
         root (str): the dataset folder, as given in the config.
+        fmt (str): the configured format.
 
     Returns:
-        str: ``"labelstudio"`` or ``"labelme"``.
+        str: the annotation file or folder.
     """
-    if os.path.isfile(_join(root, _LS_FILE)):
-        return "labelstudio"
+    if fmt != "auto":
+        path = _join(root, _DEFAULT_FILES[fmt])
+        if not os.path.exists(path):
+            raise UserError(f"Dataset '{name}': {path} not found — put the annotations ({fmt}) there, or set "
+                            "dataset.annotations to the file(s) (layout: datasets/README.md)")
+        return path
+    for candidate in (_LS_FILE, _COCO_FILE):
+        if os.path.isfile(_join(root, candidate)):
+            return _join(root, candidate)
     if _has_labelme_json(_join(root, _LABELME_DIR)):
-        return "labelme"
+        return _join(root, _LABELME_DIR)
     raise UserError(
-        f"Dataset '{name}' not found under {root} — put the Label Studio JSON export at "
-        f"{_join(root, _LS_FILE)} and the photos in {_join(root, 'images')}/, or LabelMe JSON files in "
-        f"{_join(root, _LABELME_DIR)}/ (layout: datasets/README.md)"
+        f"Dataset '{name}' not found under {root} — put the Label Studio export (JSON, JSON_MIN or COCO) at "
+        f"{_join(root, _LS_FILE)} and the photos in {_join(root, 'images')}/, or a COCO file at "
+        f"{_join(root, _COCO_FILE)}, or LabelMe JSON files in {_join(root, _LABELME_DIR)}/ "
+        "(layout: datasets/README.md)"
     )
 
 
@@ -142,6 +164,66 @@ def split_train_val(relpaths: list[str], val_fraction: float, seed: int) -> list
     return is_val
 
 
+def _matches(entry: str, relpaths: list[str], names: dict[str, list[int]]) -> list[int]:
+    entry = entry.replace("\\", "/").strip()
+    entry = entry[2:] if entry.startswith("./") else entry
+    if any(ch in entry for ch in "*?["):
+        return [i for i, r in enumerate(relpaths) if fnmatch.fnmatchcase(r, entry)]
+    exact = [i for i, r in enumerate(relpaths) if r == entry]
+    return exact or names.get(entry, [])
+
+
+def split_by_lists(relpaths: list[str], split: Any, source: str) -> list[bool]:
+    """Explicit split: ``{train: [...], val: [...]}`` lists of image paths, names or glob patterns.
+
+    Entries match an image's path relative to the image root, its file name, or (with ``*?[``) a glob
+    on the relative path. With only ``val`` given, the other images train (and vice versa); with both,
+    every image must be listed once. Entries that match nothing, images in both lists and (with both
+    lists) unlisted images are errors.
+
+    Args:
+        relpaths (list[str]): image paths relative to the image root (POSIX separators).
+        split (dict): ``train`` and/or ``val`` lists.
+        source (str): named in errors (``dataset.split``).
+
+    Returns:
+        list[bool]: True where the image goes to val.
+    """
+    if not isinstance(split, dict) or not set(split) <= {"train", "val"} or not split:
+        raise fail(source, f"expected {{train: [...], val: [...]}}, got {split!r}",
+                   "list image paths per split")
+    names: dict[str, list[int]] = {}
+    for i, r in enumerate(relpaths):
+        names.setdefault(r.rsplit("/", 1)[-1], []).append(i)
+    member: dict[str, set[int]] = {}
+    for part in ("train", "val"):
+        entries = split.get(part)
+        if entries is None:
+            continue
+        if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+            raise fail(f"{source}.{part}", "is not a list", "write a YAML list of image paths")
+        member[part] = set()
+        for entry in entries:
+            hits = _matches(str(entry), relpaths, names)
+            if not hits:
+                raise fail(f"{source}.{part}", f"entry {entry!r} matches no image of the dataset",
+                           "use paths relative to the image folder, file names or glob patterns")
+            member[part].update(hits)
+    both = member.get("train", set()) & member.get("val", set())
+    if both:
+        listed = ", ".join(relpaths[i] for i in sorted(both)[:5])
+        raise fail(source, f"{len(both)} image(s) are in both train and val: {listed}",
+                   "list each image once")
+    if len(member) == 2:
+        unlisted = [relpaths[i] for i in range(len(relpaths)) if i not in member["train"] | member["val"]]
+        if unlisted:
+            raise fail(source, f"{len(unlisted)} image(s) are in neither list: {', '.join(unlisted[:5])}"
+                       + (" ..." if len(unlisted) > 5 else ""), "add them to train or val (or drop one list)")
+    if "val" in member:
+        return [i in member["val"] for i in range(len(relpaths))]
+    return [i not in member["train"] for i in range(len(relpaths))]
+
+
 # -------------------------------------------------------------------------------------- loading
 
 
@@ -153,21 +235,13 @@ def _relpath(file_name: str, bases: list[str]) -> str:
     return Path(file_name).as_posix()
 
 
-def _load(fmt: str, annotations: str, images: str, classes: Any, class_map: Any) -> LoadResult:
-    if fmt == "labelstudio":
-        if not os.path.isfile(annotations):
-            raise fail(annotations, "Label Studio export not found",
-                       "export the project as 'JSON' and save it there, or set dataset.annotations")
-        return read_labelstudio(annotations, images, classes, class_map)
-    return read_labelme(annotations, classes, class_map)
-
-
-def _dataset_hash(annotations: str, relpaths: list[str], classes: list[str]) -> str:
+def _dataset_hash(annotations: list[str], relpaths: list[str], classes: list[str]) -> str:
     h = hashlib.sha256()
-    ann = Path(annotations)
-    if ann.is_file():
-        h.update(ann.read_bytes() + b"\0")
-    else:
+    for path in annotations:
+        ann = Path(path)
+        if ann.is_file():
+            h.update(ann.read_bytes() + b"\0")
+            continue
         for f in sorted(ann.rglob("*.json")):
             rel = f.relative_to(ann)
             if not any(part.startswith(".") for part in rel.parts):
@@ -181,7 +255,8 @@ def _check_duplicates(dicts: list[dict], relpaths: list[str], source: str, item:
     seen: dict[str, Any] = {}
     for d, rel in zip(dicts, relpaths):
         if rel in seen:
-            raise fail(source, f"image {rel} is annotated twice ({item}{seen[rel]} and {item}{d['image_id']})",
+            both = f"{item}{seen[rel]} and {item}{d['image_id']}"
+            raise fail(source, f"image {rel} is annotated twice ({both})",
                        "delete one of them so each image is annotated once")
         seen[rel] = d["image_id"]
 
@@ -197,20 +272,44 @@ def _register(name: str, records: list[dict], metadata: dict) -> None:
     MetadataCatalog.get(name).set(**metadata)
 
 
+def _annotation_paths(cfg: Any, name: str, root: str, fmt: str) -> list[str]:
+    value = _plain(_get(cfg, "annotations"))
+    if value is None:
+        return [find_annotations(name, root, fmt)]
+    paths = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    for path in paths:
+        if not os.path.exists(path):
+            raise fail(path, "annotation file or folder not found",
+                       "export the annotations there, or fix dataset.annotations")
+    return paths
+
+
+def _image_folder(cfg: Any, root: str, fmt: str, annotations: list[str]) -> str:
+    images = str(_get(cfg, "images", _join(root, "images")))
+    if not os.path.isdir(images) and (fmt == "labelme" or all(os.path.isdir(a) for a in annotations)):
+        first = annotations[0]  # LabelMe photos beside their JSON files
+        images = first if os.path.isdir(first) else os.path.dirname(first)
+    return images
+
+
 def register_dataset(cfg: Any) -> DatasetInfo:
     """Load a dataset once and register ``<name>_train`` and ``<name>_val`` (idempotent).
 
     Records are sorted by ``file_name`` and get ``image_id`` = their index. The split is
-    :func:`split_train_val` over paths relative to the image root. Registering the same name again
-    (Hydra multirun jobs share one process) replaces the previous entries. Metadata: ``thing_classes``,
+    :func:`split_by_lists` when ``split`` lists are given, else :func:`split_train_val` over paths
+    relative to the image root. Registering the same name again (Hydra multirun jobs share one
+    process; every DDP worker registers in its own process) replaces the previous entries; loading is
+    deterministic, so every process gets the same records and split. Metadata: ``thing_classes``,
     ``evaluator_type="coco"``, ``image_root``, ``annotation_file``, ``mask_format``, ``dataset_hash``.
     ``json_file`` is deliberately NOT set: Detectron2's COCOEvaluator would read it as a COCO file.
 
     Args:
-        cfg (dict or DictConfig): ``name``, ``root``, ``format`` (auto | labelstudio | labelme),
-            ``annotations`` (null: ``<root>/labelstudio.json`` or ``<root>/labelme/``), ``images``
-            (null: ``<root>/images``), ``classes`` (list or null = discover), ``class_map`` (dict),
-            ``val_fraction`` (float in [0, 1)), ``split_seed`` (int).
+        cfg (dict or DictConfig): ``name``, ``root``, ``format`` (one of :data:`FORMATS`),
+            ``annotations`` (file, folder or list; null: found under ``root``, see
+            :func:`find_annotations`), ``images`` (null: ``<root>/images``), ``classes`` (list or
+            null = discover), ``class_map`` (dict), ``unknown`` (error | skip), ``pick`` (Label Studio
+            annotation policy), ``image_key``, ``val_fraction`` (float in [0, 1)), ``split_seed`` (int),
+            ``split`` (null or ``{train: [...], val: [...]}``).
 
     Returns:
         DatasetInfo: names, classes, mask format, counts and the dataset hash.
@@ -221,50 +320,56 @@ def register_dataset(cfg: Any) -> DatasetInfo:
     fmt = str(_get(cfg, "format", "auto"))
     if fmt not in FORMATS:
         raise fail(f"dataset.format={fmt}", "unknown format", f"use one of {', '.join(FORMATS)}")
-    if fmt == "auto":
-        fmt = detect_format(name, root)
-    default_ann = _join(root, _LS_FILE) if fmt == "labelstudio" else _join(root, _LABELME_DIR)
-    annotations = str(_get(cfg, "annotations", default_ann))
-    images = str(_get(cfg, "images", _join(root, "images")))
-    if fmt == "labelme" and not os.path.isdir(images):
-        images = annotations if os.path.isdir(annotations) else os.path.dirname(annotations)  # photos beside JSON
+    annotations = _annotation_paths(cfg, name, root, fmt)
+    images = _image_folder(cfg, root, fmt, annotations)
     val_fraction = float(_get(cfg, "val_fraction", 0.2))
     if not 0.0 <= val_fraction < 1.0:
         raise fail(f"dataset.val_fraction={val_fraction}", "must be in [0, 1)", "e.g. 0.2")
     classes = _plain(_get(cfg, "classes"))
-    class_map = _plain(_get(cfg, "class_map", {}))
-
-    loaded = _load(fmt, annotations, images, list(classes) if classes is not None else None, dict(class_map))
+    loaded = read_dataset(
+        annotations, fmt, images, list(classes) if classes is not None else None,
+        dict(_plain(_get(cfg, "class_map", {}))), str(_get(cfg, "unknown", "error")),
+        str(_get(cfg, "pick", "ground_truth_then_latest")), _get(cfg, "image_key"),
+    )
+    source = ", ".join(annotations)
     if not loaded.dicts:
-        raise fail(annotations, "no labelled image", "annotate at least 2 images and export again")
-    seed = int(_get(cfg, "split_seed", 0))
-    return _finish(name, fmt, annotations, images, root, loaded, val_fraction, seed)
-
-
-def _finish(name: str, fmt: str, annotations: str, images: str, root: str, loaded: LoadResult,
-            val_fraction: float, seed: int) -> DatasetInfo:
-    classes = loaded.thing_classes
+        raise fail(source, "no labelled image", "annotate at least 2 images and export again")
     dicts = sorted(loaded.dicts, key=lambda d: d["file_name"])
     relpaths = [_relpath(d["file_name"], [images, root]) for d in dicts]
-    _check_duplicates(dicts, relpaths, annotations, "task " if fmt == "labelstudio" else "")
+    _check_duplicates(dicts, relpaths, source, "task " if loaded.format.startswith("labelstudio") else "")
+    split = _plain(_get(cfg, "split"))
+    if split:
+        is_val = split_by_lists(relpaths, split, "dataset.split")
+    else:
+        is_val = split_train_val(relpaths, val_fraction, int(_get(cfg, "split_seed", 0)))
+    return _finish(name, annotations, images, loaded, dicts, relpaths, is_val)
+
+
+def _finish(name: str, annotations: list[str], images: str, loaded: LoadResult, dicts: list[dict],
+            relpaths: list[str], is_val: list[bool]) -> DatasetInfo:
+    classes = loaded.thing_classes
+    source = ", ".join(annotations)
     for i, d in enumerate(dicts):
         d["image_id"] = i
-    is_val = split_train_val(relpaths, val_fraction, seed)
     train = [d for d, v in zip(dicts, is_val) if not v]
     val = [d for d, v in zip(dicts, is_val) if v]
     if len(dicts) == 1:  # nothing to split: train and evaluate on the one image (a smoke test, not a result)
         train, val = list(dicts), list(dicts)
-        logger.warning("%s: only 1 image — it is used for both %s_train and %s_val", annotations, name, name)
+        logger.warning("%s: only 1 image — it is used for both %s_train and %s_val", source, name, name)
+    elif not train or not val:
+        raise fail("dataset.split", f"the {'train' if not train else 'val'} split is empty",
+                   "put at least one image in each split")
     segms = [a.get("segmentation") for d in dicts for a in d["annotations"]]
     mask_format = "bitmask" if any(isinstance(s, dict) for s in segms) else "polygon"
     info = DatasetInfo(
         train_name=f"{name}_train", val_name=f"{name}_val", thing_classes=list(classes),
         mask_format=mask_format, num_train=len(train), num_val=len(val),
         num_instances=len(segms), dataset_hash=_dataset_hash(annotations, relpaths, list(classes)),
-        format=fmt, annotations=annotations, image_root=images, skipped=dict(loaded.skipped),
+        format=loaded.format, annotations=source, image_root=images, skipped=dict(loaded.skipped),
+        adjusted=dict(loaded.adjusted),
     )
     metadata = dict(thing_classes=list(classes), evaluator_type="coco", image_root=images,
-                    annotation_file=annotations, mask_format=mask_format, dataset_hash=info.dataset_hash)
+                    annotation_file=source, mask_format=mask_format, dataset_hash=info.dataset_hash)
     _register(info.train_name, train, metadata)
     _register(info.val_name, val, metadata)
     logger.info("Registered %s (%d images) and %s (%d images): %d instances, classes %s, mask_format=%s",

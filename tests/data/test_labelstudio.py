@@ -215,10 +215,71 @@ def test_ambiguous_name(tmp_path):
 
 def test_size_mismatch(tmp_path, images):
     export = write_export(tmp_path, [task(4, "/data/upload/3/e97d4735-street.jpg",
-                                          [annotation([polygon_result(CAR, "car", w=W * 2, h=H * 2)])])])
+                                          [annotation([polygon_result(CAR, "car", w=W * 2, h=H)])])])
     with pytest.raises(UserError) as e:
         load_labelstudio(export, images)
-    assert_one_line_error(e, str(export), "task 4", "160x120", "80x60")
+    assert_one_line_error(e, str(export), "task 4", "160x60", "80x60", "aspect ratio")
+
+
+def test_resized_photo_rescaled_and_counted(tmp_path, images, caplog):
+    """Annotated at 160x120, photo later saved at 80x60: percentages follow the image; one warning says so."""
+    big = [(2 * x, 2 * y) for x, y in CAR]
+    export = write_export(tmp_path, [task(4, "/data/upload/3/e97d4735-street.jpg",
+                                          [annotation([polygon_result(big, "car", w=W * 2, h=H * 2)])])])
+    with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
+        res = read_labelstudio(export, images)
+    (d,) = res.dicts
+    assert (d["height"], d["width"]) == (H, W)
+    np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), CAR, atol=1e-9)
+    assert res.adjusted == {"image resized since it was annotated (geometry rescaled)": 1}
+    assert "adjusted 1 item(s)" in caplog.text and "task 4" in caplog.text
+
+
+def test_brush_on_resized_photo(tmp_path, images):
+    from maskseg_d2.data.ls_rle import mask_to_rle
+
+    big = np.zeros((H * 2, W * 2), bool)
+    big[40:80, 60:140] = True
+    result = {"id": "br", "type": "brushlabels", "original_width": W * 2, "original_height": H * 2,
+              "value": {"format": "rle", "rle": mask_to_rle(big), "brushlabels": ["car"]}}
+    export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([result])])])
+    (ann,) = load_labelstudio(export, images)[0]["annotations"]
+    expected = np.zeros((H, W), bool)
+    expected[20:40, 30:70] = True
+    np.testing.assert_array_equal(decode_segmentation(ann), expected)
+
+
+def test_unknown_label_skip_policy(tmp_path, images, caplog):
+    export = write_export(tmp_path, [task(8, "/data/upload/3/e97d4735-street.jpg", [annotation([
+        polygon_result(CAR, "car"), polygon_result(SIGN, "tree", "t1"),
+        polygon_result(SIGN, "tree", "t2")])])])
+    with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
+        res = read_labelstudio(export, images, classes=["sign board", "car"], unknown="skip")
+    assert res.thing_classes == ["sign board", "car"]
+    assert [a["category_id"] for a in res.dicts[0]["annotations"]] == [1]
+    assert res.skipped == {"unknown label 'tree'": 2}
+    assert "2× unknown label 'tree'" in caplog.text
+
+
+def test_lenient_load_collects_every_problem(tmp_path, images):
+    nan = polygon_result(CAR, "car", "r9")
+    nan["value"]["points"][2][1] = float("nan")
+    export = write_export(tmp_path, [
+        task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([
+            nan, polygon_result([(1, 1), (5, 5)], "car", "r2"), polygon_result(SIGN, "sign", "ok")])]),
+        task(2, "/data/upload/3/e97d4735-gone.jpg", [annotation([polygon_result(CAR, "car")])])])
+    res = read_labelstudio(export, images, strict=False)
+    assert [k for k, _ in res.problems] == ["NaN coordinate", "fewer than 3 points", "image or task"]
+    assert "result r9" in res.problems[0][1] and "task 2" in res.problems[2][1]
+    assert len(res.dicts) == 1 and len(res.dicts[0]["annotations"]) == 1  # the valid region survives
+
+
+def test_upload_name_with_hash_prefix_kept_on_disk(tmp_path):
+    """The photos copied out of Label Studio's media/upload folder keep the 8-hex prefix."""
+    root = tmp_path / "images"
+    write_image(root / "e97d4735-street.jpg")
+    export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([])])])
+    assert load_labelstudio(export, root)[0]["file_name"] == str(root / "e97d4735-street.jpg")
 
 
 # ------------------------------------------------------------------------------ annotations & tasks
@@ -329,4 +390,4 @@ def test_top_level_not_a_list(tmp_path, images):
     export.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     with pytest.raises(UserError) as e:
         load_labelstudio(export, images)
-    assert_one_line_error(e, str(export), "not a list of tasks", "COCO")
+    assert_one_line_error(e, str(export), "not a list of tasks", "COCO", "format: coco")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -142,15 +143,86 @@ def test_auto_missing_data_message(tmp_path, monkeypatch):
     with pytest.raises(UserError) as e:
         register_dataset(cfg_for("datasets/cars_signs", name="cars_signs"))
     assert str(e.value) == (
-        "Dataset 'cars_signs' not found under datasets/cars_signs — put the Label Studio JSON export at "
-        "datasets/cars_signs/labelstudio.json and the photos in datasets/cars_signs/images/, or LabelMe JSON "
-        "files in datasets/cars_signs/labelme/ (layout: datasets/README.md)")
+        "Dataset 'cars_signs' not found under datasets/cars_signs — put the Label Studio export (JSON, "
+        "JSON_MIN or COCO) at datasets/cars_signs/labelstudio.json and the photos in "
+        "datasets/cars_signs/images/, or a COCO file at datasets/cars_signs/coco.json, or LabelMe JSON files "
+        "in datasets/cars_signs/labelme/ (layout: datasets/README.md)")
 
 
 def test_bad_config_values(tmp_path):
     root = make_labelstudio(tmp_path / "demo", 2)
-    for bad, needle in [({"format": "coco"}, "dataset.format=coco"), ({"val_fraction": 1.0}, "val_fraction"),
-                        ({"format": "labelstudio", "annotations": str(root / "nope.json")}, "nope.json")]:
+    for bad, needle in [({"format": "yolo"}, "dataset.format=yolo"), ({"val_fraction": 1.0}, "val_fraction"),
+                        ({"format": "labelstudio", "annotations": str(root / "nope.json")}, "nope.json"),
+                        ({"format": "coco"}, "coco.json not found"),
+                        ({"unknown": "ignore"}, "dataset.unknown"),
+                        ({"split": {"val": ["img_999.jpg"]}}, "matches no image"),
+                        ({"split": {"train": ["img_000.jpg"], "val": ["img_000.jpg"]}},
+                         "both train and val")]:
         with pytest.raises(UserError) as e:
             register_dataset(cfg_for(root, **bad))
         assert "\n" not in str(e.value) and needle in str(e.value)
+
+
+def test_auto_finds_coco_json_and_unknown_skip(tmp_path):
+    root = make_labelstudio(tmp_path / "c", 4)
+    coco = {"images": [{"id": i, "file_name": f"img_{i:03d}.jpg", "width": W, "height": H} for i in range(4)],
+            "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "tree"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1 + i % 2, "iscrowd": 0,
+                             "segmentation": [[5, 5, 30, 5, 30, 30]]} for i in range(4)]}
+    (root / "labelstudio.json").unlink()
+    (root / "coco.json").write_text(json.dumps(coco))
+    with pytest.raises(UserError) as e:
+        register_dataset(cfg_for(root, name="c"))
+    assert "'tree' (2×" in str(e.value) and "dataset.unknown=skip" in str(e.value)
+    info = register_dataset(cfg_for(root, name="c", unknown="skip"))
+    assert info.format == "coco" and info.annotations == str(root / "coco.json")
+    assert info.num_instances == 2 and info.skipped == {"unknown label 'tree'": 2}
+
+
+def test_explicit_split_lists(tmp_path):
+    root = make_labelstudio(tmp_path / "demo", 6)
+    train, val = split_of(register_dataset(cfg_for(root, split={"train": ["img_00[0-2].jpg"]})))
+    assert train == {"img_000.jpg", "img_001.jpg", "img_002.jpg"} and len(val) == 3  # the rest validates
+    train, val = split_of(register_dataset(cfg_for(root, split={"val": ["img_001.jpg", "img_00[45].jpg"]})))
+    assert val == {"img_001.jpg", "img_004.jpg", "img_005.jpg"} and len(train) == 3
+    with pytest.raises(UserError) as e:
+        register_dataset(cfg_for(root, split={"train": ["img_000.jpg"], "val": ["img_001.jpg"]}))
+    assert "4 image(s) are in neither list" in str(e.value)
+
+
+def _register_in_fresh_process(cfg: dict) -> tuple:
+    """What a DDP worker does: another process registers the dataset again from the config."""
+    from detectron2.data import DatasetCatalog
+
+    from maskseg_d2.data import register_dataset as register
+
+    info = register(cfg)
+    names = [sorted(Path(d["file_name"]).name for d in DatasetCatalog.get(n))
+             for n in (info.train_name, info.val_name)]
+    return names, info.thing_classes, info.dataset_hash
+
+
+def test_workers_register_the_same_split(tmp_path):
+    """Two workers at once (LabelMe with embedded images: both write the decoded cache). Forked rather than
+    spawned (Detectron2's launch) only to skip the imports; each loads and registers from scratch."""
+    import multiprocessing
+
+    lm = tmp_path / "lm" / "labelme"
+    lm.mkdir(parents=True)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    for i in range(6):
+        shape = {"label": CLASSES[i % 2], "points": [[2, 2], [30, 2], [30, 30]], "group_id": None,
+                 "shape_type": "polygon", "flags": {}}
+        doc = {"version": "5.4.1", "shapes": [shape], "imagePath": f"p{i}.png", "imageData": data,
+               "imageHeight": H, "imageWidth": W}
+        (lm / f"p{i}.json").write_text(json.dumps(doc))
+    cfg = cfg_for(tmp_path / "lm", name="lmddp")
+    here = register_dataset(cfg)
+    shutil.rmtree(lm / ".maskseg_images")  # both workers decode and write it at the same time
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_register_in_fresh_process, [cfg, cfg])
+    expected = ([sorted(Path(d["file_name"]).name for d in DatasetCatalog.get(n))
+                 for n in (here.train_name, here.val_name)], here.thing_classes, here.dataset_hash)
+    assert results == [expected, expected]

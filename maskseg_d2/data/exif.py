@@ -1,0 +1,171 @@
+"""Reconcile the image size an annotation file records with the real image (EXIF orientation applied).
+
+Instances live in the *display* orientation: what the annotator saw, and what Detectron2's
+``read_image`` returns (it applies the EXIF orientation). Each image's EXIF-applied size is compared
+with the size the annotation file records:
+
+* equal -> nothing to do;
+* transposed (W and H swapped; or the swapped aspect ratio, when the photo was also resized) -> the
+  EXIF case: the tool recorded the size *before* rotation (Label Studio's COCO export does, from
+  ``PIL.Image.size``). Coordinates that the tool derived from
+  that size (Label Studio: percent x recorded size) are stretched back to the display size; absolute
+  display-pixel coordinates (LabelMe, a generic COCO file) are kept, and a shape reaching beyond the
+  display bounds is an error (it was drawn on the un-rotated photo). Counted as an adjustment;
+* any other size with the same aspect ratio (within :data:`ASPECT_TOLERANCE`) -> the photos were
+  resized after annotating: coordinates and masks are rescaled. Counted and reported;
+* anything else -> :class:`~maskseg_d2.errors.UserError` naming both sizes.
+
+Importers compute geometry on the *canvas* (:attr:`SizeFix.canvas`) and map it to the image with
+:meth:`SizeFix.points` / :meth:`SizeFix.mask`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import fail
+from .common import GeometryError, LoadStats, read_image_size
+
+__all__ = ["ASPECT_TOLERANCE", "EXIF_NOTE", "RESCALE_NOTE", "SizeFix", "reconcile_size"]
+
+ASPECT_TOLERANCE = 0.01  # 1%: a 4000x3000 photo resized to 1333x1000 (rounded) still matches
+EXIF_NOTE = "EXIF-rotated image whose size was recorded before rotation"
+RESCALE_NOTE = "image resized since it was annotated (geometry rescaled)"
+_BOUNDS_SLACK = 1.0  # px a shape may overshoot the image (clicks on the border) before it counts as outside
+
+
+@dataclass(frozen=True)
+class SizeFix:
+    """How geometry drawn for the recorded size maps onto the real image.
+
+    Attributes:
+        height (int): real image height (EXIF applied).
+        width (int): real image width.
+        canvas_height (int): height of the space the importer computes geometry in.
+        canvas_width (int): width of that space.
+        kind (str): ``"same"``, ``"exif"`` or ``"rescaled"``.
+        check_bounds (bool): raise when a point lies beyond the canvas (absolute coordinates with a
+            transposed recorded size: a shape there was drawn on the un-rotated photo).
+    """
+
+    height: int
+    width: int
+    canvas_height: int
+    canvas_width: int
+    kind: str = "same"
+    check_bounds: bool = False
+
+    @classmethod
+    def of_image(cls, path: str | os.PathLike, where: str = "") -> "SizeFix":
+        """SizeFix for an image without recorded size (nothing to reconcile)."""
+        h, w = read_image_size(path, where)
+        return cls(h, w, h, w)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """tuple[int, int]: real (height, width)."""
+        return self.height, self.width
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """tuple[int, int]: (height, width) of the canvas."""
+        return self.canvas_height, self.canvas_width
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """tuple[float, float]: (sx, sy) from canvas pixels to image pixels."""
+        return self.width / self.canvas_width, self.height / self.canvas_height
+
+    def points(self, points: np.ndarray, where: str) -> np.ndarray:
+        """Map (N, 2) canvas points to image pixels.
+
+        Args:
+            points (np.ndarray): (N, 2) x, y on the canvas.
+            where (str): the item, for the error.
+
+        Returns:
+            np.ndarray: (N, 2) float64 image coordinates.
+        """
+        p = np.asarray(points, dtype=np.float64)
+        if self.check_bounds and len(p):
+            over = p.max(axis=0) - (self.canvas_width + _BOUNDS_SLACK, self.canvas_height + _BOUNDS_SLACK)
+            if (over > 0).any():
+                x, y = p.max(axis=0)
+                raise GeometryError(str(fail(
+                    where, f"the shape reaches ({x:.0f}, {y:.0f}), beyond the {self.canvas_width}x"
+                    f"{self.canvas_height} image as EXIF-rotated; it was drawn on the un-rotated photo",
+                    "annotate with a tool that applies the EXIF orientation, or save the photos upright "
+                    "(PIL.ImageOps.exif_transpose) and annotate again")), "drawn on the un-rotated photo")
+        if self.canvas == self.size:
+            return p
+        return p * np.array(self.scale)
+
+    def mask(self, mask: np.ndarray, where: str) -> np.ndarray:
+        """Map a (H, W) canvas-sized mask to the image size (nearest neighbour when rescaled).
+
+        Args:
+            mask (np.ndarray): bool mask the size of the canvas.
+            where (str): the item, for the error.
+
+        Returns:
+            np.ndarray: (height, width) bool mask.
+        """
+        if mask.shape != self.canvas:
+            raise GeometryError(str(fail(
+                where, f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but the image is "
+                f"{self.canvas_width}x{self.canvas_height}", "re-export the annotations")),
+                "mask size mismatch")
+        if self.canvas == self.size:
+            return mask
+        resized = cv2.resize(mask.astype(np.uint8), (self.width, self.height),
+                             interpolation=cv2.INTER_NEAREST)
+        return resized.astype(bool)
+
+
+def _aspect_matches(h: int, w: int, rh: int, rw: int) -> bool:
+    return abs((w / h) / (rw / rh) - 1.0) <= ASPECT_TOLERANCE
+
+
+def reconcile_size(
+    path: str | os.PathLike, height: float, width: float, where: str, *, relative: bool,
+    stats: LoadStats | None = None,
+) -> SizeFix:
+    """Compare the recorded size with the real image and say how to map geometry (see module doc).
+
+    Args:
+        path (str or PathLike): the resolved image.
+        height (float): height recorded in the annotation file.
+        width (float): width recorded in the annotation file.
+        where (str): the item (file + task / image), for errors and notes.
+        relative (bool): True when the tool computed coordinates from the recorded size (Label Studio
+            percentages), False for absolute display-pixel coordinates (LabelMe, COCO).
+        stats (LoadStats or None): where adjustments are counted.
+
+    Returns:
+        SizeFix: real size, canvas and kind.
+    """
+    rh, rw = read_image_size(path, where)
+    h, w = int(round(height)), int(round(width))
+    if (h, w) == (rh, rw):
+        return SizeFix(rh, rw, h, w)
+    if h <= 0 or w <= 0:
+        raise fail(where, f"annotation says {w}x{h} (WxH)", "re-export the annotations")
+    transposed = (h, w) == (rw, rh) or (_aspect_matches(w, h, rh, rw) and not _aspect_matches(h, w, rh, rw))
+    if transposed:  # recorded before EXIF rotation (and maybe resized since)
+        if stats is not None:
+            stats.note(EXIF_NOTE, where)
+            if (h, w) != (rw, rh):
+                stats.note(RESCALE_NOTE, where)
+        if relative:
+            return SizeFix(rh, rw, h, w, "exif")
+        return SizeFix(rh, rw, w, h, "exif", check_bounds=True)  # display pixels of the recorded size
+    if _aspect_matches(h, w, rh, rw):
+        if stats is not None:
+            stats.note(RESCALE_NOTE, where)
+        return SizeFix(rh, rw, h, w, "rescaled")
+    raise fail(where, f"annotation says {w}x{h} (WxH) but image {path} is {rw}x{rh} (EXIF applied), "
+               "a different aspect ratio",
+               "annotate the same image you train on, or re-export the annotations")

@@ -1,0 +1,155 @@
+"""Label Studio JSON_MIN export -> Detectron2 dataset dicts.
+
+JSON_MIN (``Converter.convert_to_json_min`` in label-studio-sdk) writes one record per *non-cancelled
+annotation*, newest first: the task's ``data`` fields at top level, ``id`` (the task), ``annotator``,
+``annotation_id``, ``created_at``, ``updated_at``, ``lead_time``, and one key per control tag
+(``from_name``) holding the list of its region ``value`` dicts with ``original_width`` and
+``original_height`` merged in and the result ``type`` removed. A task without annotations becomes one
+record with ``annotation_id: null``; a task whose annotations were all cancelled is left out.
+
+The records are turned back into Label Studio tasks (records of one task id become its annotations;
+the region type is told by the ``*labels`` key of the value) and loaded by the JSON importer, so both
+formats give the same instances. ``ground_truth`` is not exported, so the pick policy falls back to
+the most recently updated annotation.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ..errors import fail
+from .common import ClassMapper, LoadResult, LoadStats, finish_load, read_json
+from .labelstudio import tasks_to_dicts
+
+__all__ = ["load_labelstudio_min", "read_labelstudio_min", "is_json_min", "min_records_to_tasks"]
+
+logger = logging.getLogger(__name__)
+
+META_KEYS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
+             "history", "was_cancelled", "completed_by")
+_SIZE_KEYS = ("original_width", "original_height")
+
+
+def is_json_min(doc: Any) -> bool:
+    """bool: True when ``doc`` looks like a JSON_MIN export (records with ``annotation_id``, no ``data``)."""
+    if not isinstance(doc, list) or not doc or not isinstance(doc[0], dict):
+        return False
+    first = doc[0]
+    return "annotation_id" in first and "data" not in first and "annotations" not in first
+
+
+def _region_type(value: dict) -> str:
+    """The Label Studio result type of a flattened region value: its ``*labels`` key."""
+    labels = [k for k in value if k.endswith("labels") and isinstance(value[k], list)]
+    if len(labels) == 1:
+        return labels[0]
+    if "rle" in value:
+        return "brushlabels"
+    return "unlabelled region"
+
+
+def _region_results(record: dict, rwhere: str) -> tuple[dict, list[dict]]:
+    """Split a record into task data (strings/scalars) and results rebuilt from the region lists."""
+    data, results = {}, []
+    for key, value in record.items():
+        if key in META_KEYS or value == []:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for j, region in enumerate(value):
+                res_value = {k: v for k, v in region.items() if k not in _SIZE_KEYS}
+                results.append({"id": f"{key}[{j}]", "type": _region_type(region), "from_name": key,
+                                "value": res_value, **{k: region[k] for k in _SIZE_KEYS if k in region}})
+        elif isinstance(value, (str, int, float)) or value is None:
+            data[key] = value  # task data (the image URI ...) or a collapsed Choices/TextArea answer
+        elif isinstance(value, list):
+            results.append({"id": key, "type": f"{key} field", "value": {}})  # e.g. multi-choice answers
+        else:
+            raise fail(rwhere, f"field {key!r} is a JSON {type(value).__name__}",
+                       "export the project again as JSON_MIN or, better, as JSON")
+    return data, results
+
+
+def min_records_to_tasks(records: list, source: str) -> list[dict]:
+    """Rebuild Label Studio tasks from JSON_MIN records (one task per ``id``, in first-seen order).
+
+    Args:
+        records (list): the parsed JSON_MIN export.
+        source (str): the file, named in errors.
+
+    Returns:
+        list[dict]: tasks in the JSON export's shape (``id``, ``data``, ``annotations``).
+    """
+    tasks: dict[Any, dict] = {}
+    for i, rec in enumerate(records):
+        rwhere = f"{source}: record #{i}"
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise fail(rwhere, "not a JSON_MIN record (an object with 'id')", "export the project as JSON")
+        data, results = _region_results(rec, f"{rwhere} (task {rec['id']})")
+        task = tasks.setdefault(rec["id"], {"id": rec["id"], "data": data, "annotations": []})
+        if rec.get("annotation_id") is None and not results:
+            continue  # the record of a task without annotations
+        task["annotations"].append({
+            "id": rec.get("annotation_id"), "result": results, "was_cancelled": False, "ground_truth": False,
+            "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
+        })
+    return list(tasks.values())
+
+
+def load_labelstudio_min(
+    json_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    classes: list[str] | None = None,
+    class_map: dict[str, str] | None = None,
+    pick: str = "ground_truth_then_latest",
+    image_key: str | None = None,
+    unknown: str = "error",
+) -> list[dict]:
+    """Load a Label Studio JSON_MIN export as Detectron2 dataset dicts.
+
+    Same result as :func:`~maskseg_d2.data.labelstudio.load_labelstudio` on the JSON export of the
+    same project (except that ``ground_truth`` is unknown: several annotators' records of one task are
+    picked by ``updated_at``).
+
+    Args:
+        json_file (str or PathLike): the JSON_MIN export (a list of records).
+        image_root (str or PathLike): folder with the photos.
+        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
+        class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
+        pick (str): annotation choice policy (see :func:`~maskseg_d2.data.labelstudio.pick_annotation`).
+        image_key (str or None): the record field holding the image; None guesses it.
+        unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
+
+    Returns:
+        list[dict]: Detectron2 standard dicts (``image_id`` = task id).
+    """
+    return read_labelstudio_min(json_file, image_root, classes, class_map, pick, image_key, unknown).dicts
+
+
+def read_labelstudio_min(
+    json_file: str | os.PathLike,
+    image_root: str | os.PathLike,
+    classes: list[str] | None = None,
+    class_map: dict[str, str] | None = None,
+    pick: str = "ground_truth_then_latest",
+    image_key: str | None = None,
+    unknown: str = "error",
+    strict: bool = True,
+) -> LoadResult:
+    """Like :func:`load_labelstudio_min`, and also return the class list and the counts.
+
+    Args:
+        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising.
+
+    Returns:
+        LoadResult: dicts, thing_classes, skipped, adjusted, problems.
+    """
+    source = str(json_file)
+    records = read_json(json_file)
+    if not isinstance(records, list):
+        raise fail(source, f"top level is a JSON {type(records).__name__}, not a list of JSON_MIN records",
+                   "export the project as JSON_MIN (or JSON) from Label Studio")
+    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
+    tasks = min_records_to_tasks(records, source)
+    dicts = tasks_to_dicts(tasks, source, image_root, mapper, stats, pick, image_key)
+    return finish_load(dicts, mapper, stats, "labelstudio_min", logger)
