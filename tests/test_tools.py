@@ -1,4 +1,5 @@
 """The entry points as users run them: exit code 2 and one line for what they must fix."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,11 @@ def test_make_train_cars_signs_without_data_exits_2(tmp_path):
 def test_eval_without_run_is_one_line():
     proc = _run(sys.executable, "tools/eval.py")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert _error_lines(proc.stderr) == ["error: run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir>"]
+    assert _error_lines(proc.stderr) == ["error: run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir> "
+                                         "(or gt=<COCO json> pred=<results json>, or compare=[runA,runB])"]
 
 
 def test_make_help_lists_targets():
-    out = _run("make", "help").stdout
+    out = re.sub(r"\x1b\[[0-9;]*m", "", _run("make", "help").stdout)
     for target in ("setup", "test", "demo", "train", "eval", "predict", "sweep", "clean", "help"):
-        assert f" {target} " in out or f"{target}\x1b" in out
+        assert re.search(rf"^  {target} +\S", out, re.M), target

@@ -1,33 +1,205 @@
-"""``evaluate_run``: COCO box/mask AP of a trained run on its validation split."""
+"""``tools/eval.py``'s library side: evaluate a trained run, a COCO results file, or compare runs.
+
+* ``run=<run dir>``: the run's best checkpoint (``model_best.pth``, else ``model_final.pth``, else the
+  last one) predicts its validation split (``split=train`` or another ``dataset=``), then
+  :mod:`maskseg_d2.evaluation` writes tables, plots, the confusion matrix and the worst images;
+* ``gt=<COCO json> pred=<COCO results json>``: the same report without a model;
+* ``compare=[runA,runB]`` or ``compare=<sweep dir>``: one leaderboard.
+"""
+
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .. import compat
 
 compat.apply()
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.data import build_detection_test_loader  # noqa: E402
+from detectron2.evaluation import inference_on_dataset  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
 
-from ..evaluation import build_evaluator, save_results  # noqa: E402
+from ..data import register_dataset  # noqa: E402
+from ..errors import UserError, fail  # noqa: E402
+from ..evaluation import build_evaluator  # noqa: E402
+from ..evaluation.compare import compare_runs  # noqa: E402
+from ..evaluation.report import Report, evaluate_files, write_report  # noqa: E402
 from .run import load_run  # noqa: E402
-from .trainer import Trainer  # noqa: E402
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate", "evaluate_run", "evaluate_run_report", "resolve_checkpoint"]
+
+CHECKPOINT_ORDER = ("model_best.pth", "model_final.pth")
+SPLITS = ("val", "train")
 
 
-def evaluate_run(run_dir: str, checkpoint: str = "model_final.pth", output: str | None = None,
-                 device: str = "auto") -> dict[str, Any]:
-    """Evaluate ``<run_dir>/<checkpoint>`` and write ``<output>/results.json`` (default ``<run_dir>/eval``).
+def resolve_checkpoint(run_dir: str, checkpoint: str | None = None) -> str:
+    """``checkpoint`` when given; else ``model_best.pth``, ``model_final.pth``, or the one named in
+    ``last_checkpoint`` (an interrupted run), whichever exists first."""
+    if checkpoint:
+        return str(checkpoint)
+    for name in CHECKPOINT_ORDER:
+        if os.path.isfile(os.path.join(run_dir, name)):
+            return name
+    last = os.path.join(run_dir, "last_checkpoint")
+    if os.path.isfile(last):
+        with open(last) as f:
+            return f.read().strip()
+    return CHECKPOINT_ORDER[-1]  # load_run reports it missing, listing what exists
+
+
+def _dataset_for(run, dataset: Any, split: str):
+    if split not in SPLITS:
+        raise fail(f"split={split}", "unknown split", f"use one of {', '.join(SPLITS)}")
+    info = run.dataset
+    if dataset is not None:
+        info = register_dataset(dataset)
+        if list(info.thing_classes) != list(run.dataset.thing_classes):
+            raise fail(
+                f"dataset={info.train_name[:-6]}",
+                f"classes {info.thing_classes} differ from the model's {run.dataset.thing_classes}",
+                "evaluate on a dataset with the same classes (same order)",
+            )
+    return info, info.val_name if split == "val" else info.train_name
+
+
+def evaluate_run_report(
+    run_dir: str,
+    checkpoint: str | None = None,
+    output: str | None = None,
+    device: str = "auto",
+    *,
+    split: str = "val",
+    dataset: Any = None,
+    backend: str = "auto",
+    score_thresh: float = 0.5,
+    num_worst: int = 8,
+    plots: bool = True,
+    model_score_thresh: float | None = None,
+) -> Report:
+    """Predict ``split`` with the run's model and write the full report (see :func:`evaluate_run`).
+
+    ``model_score_thresh`` overrides the run's ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` (Detectron2: 0.05), the
+    lowest score a prediction needs to be kept at all (and so to count in AP).
+    """
+    checkpoint = resolve_checkpoint(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, device)
+    if model_score_thresh is not None:
+        run.d2cfg.defrost()
+        run.d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(model_score_thresh)
+        run.d2cfg.freeze()
+    info, name = _dataset_for(run, dataset, split)
+    stem = os.path.splitext(os.path.basename(checkpoint))[0]
+    output = output or os.path.join(run_dir, "eval", f"{stem}_{name}")
+    model = build_model(run.d2cfg)
+    DetectionCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)
+    evaluator = build_evaluator(name, output, backend=backend)
+    inference_on_dataset(model, build_detection_test_loader(run.d2cfg, name), evaluator)
+    if evaluator.ground_truth is None:
+        raise fail(name, "no images to evaluate", "check the dataset split (val_fraction) and the images")
+    header = {
+        "run": run_dir,
+        "checkpoint": run.d2cfg.MODEL.WEIGHTS,
+        "data": f"{name} ({len(evaluator.ground_truth.dataset['images'])} images, "
+        f"{len(evaluator.ground_truth.dataset['annotations'])} instances)",
+        "predictions": f"{len(evaluator.predictions.results)} (score >= "
+        f"{run.d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST:g}, device {run.d2cfg.MODEL.DEVICE})",
+    }
+    return write_report(
+        evaluator.ground_truth,
+        evaluator.predictions,
+        evaluator.evaluations,
+        output,
+        header,
+        score_thresh=score_thresh,
+        num_worst=num_worst,
+        plots=plots,
+    )
+
+
+def evaluate_run(
+    run_dir: str,
+    checkpoint: str | None = None,
+    output: str | None = None,
+    device: str = "auto",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Evaluate a trained run and write ``<output>/results.{json,csv,md}``, plots and worst images.
+
+    Args:
+        run_dir (str): a directory written by ``tools/train.py``.
+        checkpoint (str or None): file in the run dir or a path; None: see :func:`resolve_checkpoint`.
+        output (str or None): default ``<run_dir>/eval/<checkpoint stem>_<dataset split>``.
+        device (str): auto | cpu | cuda.
+        **kwargs: ``split``, ``dataset``, ``backend``, ``score_thresh``, ``num_worst``, ``plots``
+            (see :func:`evaluate_run_report`).
 
     Returns:
         dict: ``{"bbox": {...}, "segm": {...}}``, AP in percent (Detectron2's layout).
     """
-    run = load_run(run_dir, checkpoint, device)
-    output = output or os.path.join(run_dir, "eval")
-    model = Trainer.build_model(run.d2cfg)
-    DetectionCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)
-    results = Trainer.test(run.d2cfg, model, evaluators=[build_evaluator(run.dataset.val_name, output)])
-    save_results(results, os.path.join(output, "results.json"))
-    return results
+    return evaluate_run_report(run_dir, checkpoint, output, device, **kwargs).results
+
+
+def _plain(value: Any) -> Any:
+    return (
+        OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+    )
+
+
+def evaluate(cfg: DictConfig) -> str:
+    """Run what ``configs/eval.yaml`` asks for; returns the markdown to print.
+
+    Args:
+        cfg (DictConfig): composed ``eval.yaml``: one of ``run``, ``gt`` + ``pred``, ``compare``.
+    """
+    modes = [
+        m for m, on in (("run=", cfg.run), ("gt=/pred=", cfg.gt or cfg.pred), ("compare=", cfg.compare)) if on
+    ]
+    if len(modes) > 1:
+        raise UserError(
+            f"{' and '.join(modes)} given — choose one: run=<run dir>, gt=<COCO json> pred=<results "
+            "json>, or compare=[runA,runB]"
+        )
+    common = dict(
+        backend=str(cfg.backend),
+        score_thresh=float(cfg.score_thresh),
+        num_worst=int(cfg.num_worst),
+        plots=bool(cfg.plots),
+    )
+    output = str(cfg.output) if cfg.output else None
+    if cfg.compare:
+        md, paths = compare_runs(_plain(cfg.compare), output)
+        return md + "\n" + "\n".join(f"wrote {p}" for p in paths)
+    if cfg.gt or cfg.pred:
+        if not (cfg.gt and cfg.pred):
+            raise UserError(
+                "gt= and pred= go together — python tools/eval.py gt=<COCO instances json> "
+                "pred=<COCO results json>"
+            )
+        report = evaluate_files(
+            str(cfg.gt),
+            str(cfg.pred),
+            output,
+            image_root=str(cfg.image_root) if cfg.image_root else None,
+            **common,
+        )
+    elif cfg.run:
+        report = evaluate_run_report(
+            str(cfg.run),
+            cfg.checkpoint,
+            output,
+            str(cfg.device),
+            split=str(cfg.split),
+            dataset=cfg.get("dataset"),
+            model_score_thresh=cfg.model_score_thresh,
+            **common,
+        )
+    else:
+        raise UserError(
+            "run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir> "
+            "(or gt=<COCO json> pred=<results json>, or compare=[runA,runB])"
+        )
+    return report.markdown + f"\nwrote {os.path.dirname(report.files[-1])}/"

@@ -1,33 +1,72 @@
-"""COCO evaluation: the evaluator, the flat metric lookup for sweeps, and the AP table people read."""
+"""COCO evaluation: the evaluator used in training, the flat metric lookup for sweeps, the AP tables.
+
+Modules:
+    cocoeval    exact pycocotools numbers from a fast backend; input checks (:func:`load_ground_truth`, ...)
+    evaluator   :class:`ExactCOCOEvaluator`, Detectron2's COCOEvaluator scoring through ``cocoeval``
+    tables      markdown / CSV / results.json, '-' and the reason where a number is undefined
+    plots       per-class AP bars, precision-recall curves, confusion matrix (PNG)
+    confusion   class confusion at IoU >= 0.5 with background, per-image error counts
+    analysis    the worst images drawn GT vs prediction
+    report      all of the above into one output folder; :func:`evaluate_files` (no model)
+    compare     leaderboard over runs or a sweep
+    synthetic   generated GT/predictions for tests and benchmarks
+"""
+
 from __future__ import annotations
 
-import json
-import math
-import os
 from typing import Any, Mapping
 
 from .. import compat
 
 compat.apply()
 
-from detectron2.evaluation import COCOEvaluator  # noqa: E402
+from .cocoeval import (  # noqa: E402
+    STAT_NAMES,
+    GroundTruth,
+    Predictions,
+    TaskEval,
+    evaluate,
+    evaluate_task,
+    load_ground_truth,
+    load_predictions,
+    resolve_backend,
+    to_d2_results,
+)
+from .evaluator import ExactCOCOEvaluator  # noqa: E402
+from .tables import AP_KEYS, format_ap_table, save_results  # noqa: E402
 
-__all__ = ["build_evaluator", "get_metric", "format_ap_table", "save_results", "AP_KEYS"]
+__all__ = [
+    "build_evaluator",
+    "get_metric",
+    "format_ap_table",
+    "save_results",
+    "AP_KEYS",
+    "STAT_NAMES",
+    "ExactCOCOEvaluator",
+    "GroundTruth",
+    "Predictions",
+    "TaskEval",
+    "load_ground_truth",
+    "load_predictions",
+    "evaluate",
+    "evaluate_task",
+    "resolve_backend",
+    "to_d2_results",
+]
 
-AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
-
-def build_evaluator(dataset_name: str, output_dir: str) -> COCOEvaluator:
-    """COCOEvaluator for boxes and masks. Uses the C++ COCOeval only when Detectron2's compiled ops exist.
+def build_evaluator(dataset_name: str, output_dir: str, backend: str = "auto") -> ExactCOCOEvaluator:
+    """COCO evaluator for boxes and masks: pycocotools' exact numbers, all 12 COCO stats, AP/AP50 per class.
 
     Args:
         dataset_name (str): a registered dataset (``<name>_val``).
-        output_dir (str): where ``coco_instances_results.json`` and the GT cache go (one per run, so a
-            stale ``*_coco_format.json`` cache from another dataset version can never be reused).
+        output_dir (str): where ``coco_instances_results.json`` and the GT conversion go (re-converted at
+            every evaluation, so a stale ``*_coco_format.json`` can never be reused).
+        backend (str): ``auto`` (faster-coco-eval, else Detectron2's C++ COCOeval when compiled, else
+            pycocotools) | ``faster`` | ``detectron2`` | ``pycocotools``.
     """
-    return COCOEvaluator(
-        dataset_name, tasks=("bbox", "segm"), distributed=True, output_dir=output_dir,
-        use_fast_impl=compat.has_compiled_ops(),
+    return ExactCOCOEvaluator(
+        dataset_name, output_dir, tasks=("bbox", "segm"), distributed=True, backend=backend
     )
 
 
@@ -38,32 +77,6 @@ def get_metric(results: Mapping[str, Any], name: str) -> float:
         return float(results[task][key])
     except KeyError:
         have = [f"{t}/{k}" for t, v in results.items() if isinstance(v, Mapping) for k in v]
-        raise KeyError(f"metric {name!r} not in the evaluation results; available: {', '.join(have[:20])}") from None
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and (math.isnan(value) or value < 0)):
-        return "-"  # undefined: e.g. no small objects in GT for APs, or no predictions at all
-    return f"{float(value):.1f}"
-
-
-def format_ap_table(results: Mapping[str, Any]) -> str:
-    """Markdown table: one row per task (bbox, segm), COCO AP columns in percent; '-' where undefined."""
-    header = "| task | " + " | ".join(AP_KEYS) + " |"
-    lines = [header, "|" + "---|" * (len(AP_KEYS) + 1)]
-    for task in ("bbox", "segm"):
-        if task in results:
-            lines.append(f"| {task} | " + " | ".join(_fmt(results[task].get(k)) for k in AP_KEYS) + " |")
-    return "\n".join(lines)
-
-
-def save_results(results: Mapping[str, Any], path: str) -> None:
-    """Write Detectron2's results layout ``{"bbox": {...}, "segm": {...}}`` (percent); NaN -> null."""
-    def clean(v):
-        if isinstance(v, Mapping):
-            return {k: clean(x) for k, x in v.items()}
-        return None if isinstance(v, float) and math.isnan(v) else v
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(clean(dict(results)), f, indent=2)
+        raise KeyError(
+            f"metric {name!r} not in the evaluation results; available: {', '.join(have[:20])}"
+        ) from None

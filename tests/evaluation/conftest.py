@@ -1,0 +1,129 @@
+"""Fixtures for the evaluation tests: pycocotools as the reference, JSON writers, a tiny trained run."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import maskseg_d2  # noqa: F401  (compat shims first)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reference_cocoeval(gt: dict, results: list[dict], task: str):
+    """pycocotools exactly as Detectron2 calls it (for segm the boxes are dropped so mask areas count)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    res = copy.deepcopy(results)
+    for r in res:
+        r.pop("bbox" if task == "segm" else "segmentation", None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(res), task)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+@pytest.fixture
+def reference():
+    """``reference(gt, results, task)`` -> pycocotools' COCOeval after summarize()."""
+    return reference_cocoeval
+
+
+@pytest.fixture
+def write_json(tmp_path):
+    """``write_json(name, obj)`` -> path of ``tmp_path/name``."""
+
+    def _write(name: str, obj) -> str:
+        path = tmp_path / name
+        path.write_text(json.dumps(obj))
+        return str(path)
+
+    return _write
+
+
+@pytest.fixture
+def run_eval_tool():
+    """``run_eval_tool(*overrides)`` -> CompletedProcess of ``python tools/eval.py ...`` (repo root)."""
+
+    def _run(*overrides: str):
+        return subprocess.run(
+            [sys.executable, "tools/eval.py", *overrides],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    return _run
+
+
+def _polygons_to_rle(results: list[dict], gt: dict) -> list[dict]:
+    """What a polygon prediction means: its rasterization on the GT image size (pycocotools' frPyObjects)."""
+    from pycocotools import mask as mask_util
+
+    sizes = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
+    out = copy.deepcopy(results)
+    for r in out:
+        if isinstance(r.get("segmentation"), list):
+            h, w = sizes[r["image_id"]]
+            rle = mask_util.merge(mask_util.frPyObjects(r["segmentation"], h, w))
+            r["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    return out
+
+
+def _assert_stats_equal(ours: np.ndarray, ref: np.ndarray, tol: float = 1e-9) -> None:
+    assert np.asarray(ours).shape == (12,)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=0, atol=tol)
+
+
+@pytest.fixture
+def polygons_to_rle():
+    return _polygons_to_rle
+
+
+@pytest.fixture
+def assert_stats_equal():
+    """``assert_stats_equal(ours, reference)``: the 12 COCO stats agree to 1e-9."""
+    return _assert_stats_equal
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_root, tmp_path_factory):
+    """A run dir trained for 4 iterations on the demo dataset (CPU), as tools/train.py writes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from maskseg_d2.engine import train
+
+    run_dir = tmp_path_factory.mktemp("eval_run")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "experiment=demo",
+                f"dataset.root={demo_root}",
+                "device=cpu",
+                "solver.max_iter=4",
+                "solver.warmup_iters=2",
+                "solver.ims_per_batch=2",
+                "num_vis=0",
+                "+d2.DATALOADER.NUM_WORKERS=0",
+            ],
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return run_dir, train(cfg)
