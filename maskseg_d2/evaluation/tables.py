@@ -61,6 +61,8 @@ def format_ap_table(results: Mapping[str, Any]) -> str:
         str: aligned markdown; ``-`` where a stat is undefined.
     """
     tasks = [t for t in ("bbox", "segm") if isinstance(results.get(t), Mapping)]
+    if not tasks:  # e.g. a non-main DDP process, or evaluation skipped
+        return "(no evaluation results)"
     keys = [k for k in STAT_NAMES if any(k in results[t] for t in tasks)] or list(AP_KEYS)
     rows = [[t] + [format_value(results[t].get(k)) for k in keys] for t in tasks]
     return _table(rows, ["task"] + keys)
