@@ -4,10 +4,12 @@ Importing the package applies :mod:`maskseg_d2.compat` first, so Detectron2 impo
 an official build or the Python-only registry copy.
 """
 from . import compat
+from .config_store import register_configs
 from .utils.paths import register_resolvers
 
 compat.apply()
 register_resolvers()
+register_configs()  # Hydra: raw Detectron2 keys (d2.X=...) need no leading +
 
 __version__ = "0.1.0"
 __all__ = ["compat", "__version__"]

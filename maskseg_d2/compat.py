@@ -14,7 +14,7 @@ import types
 import warnings
 from pathlib import Path
 
-__all__ = ["apply", "has_compiled_ops", "detectron2_source", "CompiledOpsMissing", "INSTALL_HOWTO"]
+__all__ = ["apply", "enable_cpu_ddp", "has_compiled_ops", "detectron2_source", "CompiledOpsMissing", "INSTALL_HOWTO"]
 
 INSTALL_HOWTO = (
     "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git' "
@@ -85,6 +85,22 @@ def _stub_compiled_ops() -> None:
     stub = _CompiledOpsStub()
     sys.modules["detectron2._C"] = stub
     detectron2._C = stub
+
+
+def enable_cpu_ddp() -> None:
+    """Let DefaultTrainer wrap a CPU model in DDP (Gloo workers, see maskseg_d2.engine.launch).
+
+    Detectron2 0.6's ``create_ddp_model`` passes ``device_ids=[local_rank]``, which torch rejects for CPU
+    modules; ``device_ids=None`` is the CPU form. GPU runs never call this.
+    """
+    import functools
+
+    from detectron2.engine import defaults
+
+    if not getattr(defaults.create_ddp_model, "_maskseg_cpu", False):
+        patched = functools.partial(defaults.create_ddp_model, device_ids=None)
+        patched._maskseg_cpu = True
+        defaults.create_ddp_model = patched
 
 
 def has_compiled_ops() -> bool:

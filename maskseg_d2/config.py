@@ -1,11 +1,14 @@
 """The one bridge from the Hydra config (``configs/``) to Detectron2's CfgNode.
 
-Order follows Detectron2's ``tools/train_net.py:setup``: ``get_cfg()`` -> model-zoo YAML -> our groups
-(weights, solver, augment) -> raw ``d2`` keys (model's, then top-level) -> what is derived from the data
-(``NUM_CLASSES``, dataset names, mask format) -> ``OUTPUT_DIR`` = Hydra's run dir -> ``freeze()``.
+Order follows Detectron2's ``tools/train_net.py:setup``: ``get_cfg()`` -> ``add_maskseg_config()`` ->
+model-zoo YAML -> our groups (weights, solver, augment) -> raw ``d2`` keys (model's, then top-level) ->
+what is derived from the data (``NUM_CLASSES``, dataset names, mask format, epochs -> MAX_ITER) ->
+``OUTPUT_DIR`` = Hydra's run dir -> ``freeze()``.
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,19 +16,44 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from . import compat
+from .config_store import register_configs
 from .errors import UserError
 from .utils.paths import register_resolvers
 
 compat.apply()
 register_resolvers()
+register_configs()
 
 from detectron2 import model_zoo  # noqa: E402
 from detectron2.config import CfgNode, get_cfg  # noqa: E402
 
-__all__ = ["build_d2_cfg", "resolve_weights", "resolve_device", "flatten_d2_keys"]
+__all__ = ["build_d2_cfg", "add_maskseg_config", "resolve_weights", "resolve_device", "flatten_d2_keys",
+           "epochs_to_iters"]
+
+logger = logging.getLogger(__name__)
 
 # Keys that come from the data or the run, never typed by hand (they would go out of sync).
 _DERIVED_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "DATASETS.TRAIN", "DATASETS.TEST", "OUTPUT_DIR")
+
+
+def add_maskseg_config(cfg: CfgNode) -> None:
+    """Add the ``MASKSEG`` node: what our Trainer does beyond DefaultTrainer (Detectron2's add_X_config idiom).
+
+    Keeping these in the CfgNode means the run's ``config.yaml`` records them and ``Trainer.build_*``
+    classmethods (which only get the CfgNode) can read them.
+    """
+    cfg.MASKSEG = CfgNode()
+    aug = cfg.MASKSEG.AUGMENT = CfgNode()
+    aug.BRIGHTNESS = ()       # (min, max) intensity factor; () = off
+    aug.CONTRAST = ()
+    aug.SATURATION = ()
+    aug.JPEG_QUALITY = ()     # (min, max) JPEG quality in [1, 100]; () = off
+    aug.JPEG_PROB = 0.5
+    cfg.MASKSEG.BEST_METRIC = "segm/AP"  # model_best.pth tracks it
+    cfg.MASKSEG.BEST_MODE = "max"
+    cfg.MASKSEG.EARLY_STOPPING_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
+    cfg.MASKSEG.EARLY_STOPPING_MIN_DELTA = 0.0
+    cfg.MASKSEG.VAL_LOSS = True  # validation loss at each periodic evaluation (TEST.EVAL_PERIOD > 0)
 
 
 def flatten_d2_keys(tree: Mapping[str, Any] | None, prefix: str = "") -> list:
@@ -51,16 +79,32 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _model_url(model_cfg: Mapping[str, Any], key: str, kind: str) -> str | None:
+    """``zoo_weights`` / ``imagenet_weights`` of a model yaml: absent -> derive from zoo_config; null -> none."""
+    if key not in model_cfg:
+        return ""  # derive
+    value = model_cfg[key]
+    if value is None:
+        raise UserError(f"model={model_cfg.get('name')}: has no {kind} weights — use model.weights=scratch, "
+                        f"a local file, or another model (configs/model/)")
+    return str(value)
+
+
 def resolve_weights(model_cfg: Mapping[str, Any]) -> str:
     """Map ``model.weights`` (zoo | imagenet | scratch | path) to a MODEL.WEIGHTS value.
 
-    ``zoo`` and ``imagenet`` keep Detectron2's real download URLs (fetched and cached by iopath on first use).
+    ``zoo`` and ``imagenet`` keep the real download URLs (fetched and cached by iopath on first use). A model
+    yaml may name them (``zoo_weights``, ``imagenet_weights``; null = not available for that model);
+    otherwise they come from its ``zoo_config``.
     """
     weights = str(model_cfg["weights"])
     zoo_config = model_cfg["zoo_config"]
     if weights == "zoo":
-        return model_zoo.get_checkpoint_url(zoo_config)
+        return _model_url(model_cfg, "zoo_weights", "model-zoo COCO") or model_zoo.get_checkpoint_url(zoo_config)
     if weights == "imagenet":
+        url = _model_url(model_cfg, "imagenet_weights", "ImageNet")
+        if url:
+            return url
         base = get_cfg()
         base.merge_from_file(model_zoo.get_config_file(zoo_config))
         return base.MODEL.WEIGHTS
@@ -73,6 +117,13 @@ def resolve_weights(model_cfg: Mapping[str, Any]) -> str:
     return weights
 
 
+def epochs_to_iters(epochs: float, num_images: int, ims_per_batch: int) -> int:
+    """``ceil(epochs * num_images / ims_per_batch)``, at least 1 (Detectron2 counts iterations, not epochs)."""
+    if num_images <= 0:
+        raise UserError("solver.epochs is set but the training split is empty — add images or use solver.max_iter")
+    return max(1, math.ceil(float(epochs) * num_images / ims_per_batch))
+
+
 def _apply_scratch(d2: CfgNode) -> None:
     # FrozenBN on random weights never learns its statistics: train norms and all stages instead.
     if d2.MODEL.RESNETS.NORM == "FrozenBN":
@@ -80,23 +131,72 @@ def _apply_scratch(d2: CfgNode) -> None:
     d2.MODEL.BACKBONE.FREEZE_AT = 0
 
 
-def _apply_groups(d2: CfgNode, cfg: DictConfig) -> None:
-    s, a = cfg.solver, cfg.augment
+def _max_iter(s: DictConfig, num_train: int | None) -> int:
+    if s.get("epochs") is None:
+        return int(s.max_iter)
+    if num_train is None:
+        raise UserError("solver.epochs needs the dataset size — use solver.max_iter instead")
+    max_iter = epochs_to_iters(s.epochs, num_train, int(s.ims_per_batch))
+    logger.info("solver.epochs=%s with %d training images at %d images/iter -> MAX_ITER=%d (%.1f iters/epoch; "
+                "solver.max_iter=%s ignored)", s.epochs, num_train, int(s.ims_per_batch), max_iter,
+                num_train / int(s.ims_per_batch), s.max_iter)
+    return max_iter
+
+
+def _apply_solver(d2: CfgNode, s: DictConfig, num_train: int | None) -> None:
+    max_iter = _max_iter(s, num_train)
     d2.SOLVER.IMS_PER_BATCH = int(s.ims_per_batch)
     d2.SOLVER.BASE_LR = float(s.base_lr)
     d2.SOLVER.MOMENTUM = float(s.momentum)
     d2.SOLVER.WEIGHT_DECAY = float(s.weight_decay)
-    d2.SOLVER.MAX_ITER = int(s.max_iter)
-    d2.SOLVER.WARMUP_ITERS = min(int(s.warmup_iters), int(s.max_iter))
-    d2.SOLVER.STEPS = tuple(sorted({int(f * s.max_iter) for f in s.steps if 0 < int(f * s.max_iter) < s.max_iter}))
+    d2.SOLVER.MAX_ITER = max_iter
+    d2.SOLVER.WARMUP_ITERS = min(int(s.warmup_iters), max_iter)
+    d2.SOLVER.STEPS = tuple(sorted({int(f * max_iter) for f in s.steps if 0 < int(f * max_iter) < max_iter}))
     d2.SOLVER.GAMMA = float(s.gamma)
     d2.SOLVER.CHECKPOINT_PERIOD = int(s.checkpoint_period)
     d2.TEST.EVAL_PERIOD = int(s.eval_period)
+    clip = s.get("clip_gradients") or {}
+    d2.SOLVER.CLIP_GRADIENTS.ENABLED = bool(clip.get("enabled", False))
+    d2.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = str(clip.get("type", "value"))
+    d2.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = float(clip.get("value", 1.0))
+    d2.SOLVER.CLIP_GRADIENTS.NORM_TYPE = float(clip.get("norm_type", 2.0))
+    d2.SOLVER.AMP.ENABLED = bool(s.get("amp", False))  # only on CUDA: see build_d2_cfg
+    best, stop = s.get("best") or {}, s.get("early_stopping") or {}
+    d2.MASKSEG.BEST_METRIC = str(best.get("metric", "segm/AP"))
+    d2.MASKSEG.BEST_MODE = str(best.get("mode", "max"))
+    if d2.MASKSEG.BEST_MODE not in ("max", "min"):
+        raise UserError(f"solver.best.mode={d2.MASKSEG.BEST_MODE}: use max (AP) or min (a loss)")
+    d2.MASKSEG.EARLY_STOPPING_PATIENCE = int(stop.get("patience", 0))
+    d2.MASKSEG.EARLY_STOPPING_MIN_DELTA = float(stop.get("min_delta", 0.0))
+    d2.MASKSEG.VAL_LOSS = bool(s.get("val_loss", True))
+
+
+def _pair(value: Any, key: str) -> tuple:
+    if value is None:
+        return ()
+    value = tuple(float(v) for v in value)
+    if len(value) != 2 or value[0] > value[1]:
+        raise UserError(f"augment.{key}={list(value)}: give [min, max] (or null to switch it off)")
+    return value
+
+
+def _apply_augment(d2: CfgNode, a: DictConfig) -> None:
     d2.INPUT.MIN_SIZE_TRAIN = tuple(int(x) for x in a.min_size_train)
+    d2.INPUT.MIN_SIZE_TRAIN_SAMPLING = str(a.get("min_size_train_sampling", "choice"))
     d2.INPUT.MAX_SIZE_TRAIN = int(a.max_size_train)
     d2.INPUT.MIN_SIZE_TEST = int(a.min_size_test)
     d2.INPUT.MAX_SIZE_TEST = int(a.max_size_test)
     d2.INPUT.RANDOM_FLIP = str(a.flip)
+    crop = a.get("crop") or {}
+    d2.INPUT.CROP.ENABLED = bool(crop.get("enabled", False))
+    d2.INPUT.CROP.TYPE = str(crop.get("type", "relative_range"))
+    d2.INPUT.CROP.SIZE = [float(x) for x in crop.get("size", [0.9, 0.9])]
+    aug = d2.MASKSEG.AUGMENT
+    aug.BRIGHTNESS = _pair(a.get("brightness"), "brightness")
+    aug.CONTRAST = _pair(a.get("contrast"), "contrast")
+    aug.SATURATION = _pair(a.get("saturation"), "saturation")
+    aug.JPEG_QUALITY = tuple(int(q) for q in _pair(a.get("jpeg_quality"), "jpeg_quality"))
+    aug.JPEG_PROB = float(a.get("jpeg_prob", 0.5))
 
 
 def _plain(node: Any) -> dict:
@@ -120,13 +220,14 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     Args:
         cfg (DictConfig): the composed Hydra config (``configs/config.yaml``).
         dataset (DatasetInfo): what :func:`maskseg_d2.data.register_dataset` returned; gives the dataset
-            names, ``thing_classes`` (-> NUM_CLASSES) and the mask format.
+            names, ``thing_classes`` (-> NUM_CLASSES), the mask format and ``num_train`` (-> epochs).
         output_dir (str): the run directory (Hydra's ``runtime.output_dir``).
 
     Returns:
         CfgNode: frozen.
     """
     d2 = get_cfg()
+    add_maskseg_config(d2)
     try:
         d2.merge_from_file(model_zoo.get_config_file(cfg.model.zoo_config))
     except RuntimeError as e:
@@ -134,7 +235,8 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     d2.MODEL.WEIGHTS = resolve_weights(cfg.model)
     if cfg.model.weights == "scratch":
         _apply_scratch(d2)
-    _apply_groups(d2, cfg)
+    _apply_solver(d2, cfg.solver, getattr(dataset, "num_train", None))
+    _apply_augment(d2, cfg.augment)
     # Loader workers compete with the model for cores: keep two cores for the main process.
     d2.DATALOADER.NUM_WORKERS = min(4, max(0, (os.cpu_count() or 1) - 2))
     _merge_raw(d2, _plain(cfg.model.get("d2")), "model.d2")
@@ -145,6 +247,8 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     d2.DATASETS.TEST = (dataset.val_name,)
     d2.INPUT.MASK_FORMAT = dataset.mask_format
     d2.MODEL.DEVICE = resolve_device(str(cfg.device))
+    # Detectron2's AMPTrainer needs CUDA: mixed precision is a GPU feature, CPU runs stay fp32.
+    d2.SOLVER.AMP.ENABLED = bool(d2.SOLVER.AMP.ENABLED) and d2.MODEL.DEVICE.startswith("cuda")
     d2.SEED = int(cfg.seed)
     d2.OUTPUT_DIR = str(output_dir)
     d2.freeze()

@@ -1,7 +1,8 @@
-"""``train(cfg)``: register data -> Detectron2 config -> train -> final COCO eval -> masked images."""
+"""``train(cfg)``: register data -> Detectron2 config -> weights -> train -> final COCO eval -> masked images."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -12,50 +13,103 @@ from .. import compat
 
 compat.apply()
 
-from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.engine import DefaultPredictor, default_setup  # noqa: E402
 
 from ..config import build_d2_cfg  # noqa: E402
 from ..data import register_dataset  # noqa: E402
+from ..errors import UserError  # noqa: E402
 from ..evaluation import format_ap_table, save_results  # noqa: E402
 from ..utils.run_info import save_run_info  # noqa: E402
 from ..visualization import draw_val_predictions  # noqa: E402
 from .trainer import Trainer  # noqa: E402
-from .weights import ensure_weights  # noqa: E402
+from .weights import prepare_weights  # noqa: E402
 
-__all__ = ["train"]
+__all__ = ["train", "overfit_subset"]
 
 logger = logging.getLogger(__name__)
+
+
+def overfit_subset(dataset: Any, num_images: int) -> Any:
+    """Register ``<name>_overfit`` = the first ``num_images`` training images, used for training AND evaluation.
+
+    Args:
+        dataset (DatasetInfo): what :func:`maskseg_d2.data.register_dataset` returned.
+        num_images (int): how many training images to keep.
+
+    Returns:
+        DatasetInfo: a copy whose train and val names both point at the subset.
+    """
+    records = DatasetCatalog.get(dataset.train_name)[:num_images]
+    if not records:
+        raise UserError(f"overfit_images={num_images}: {dataset.train_name} has no images")
+    name = f"{dataset.train_name.rsplit('_', 1)[0]}_overfit"
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+    DatasetCatalog.register(name, lambda: [dict(r) for r in records])
+    meta = MetadataCatalog.get(dataset.train_name).as_dict()
+    MetadataCatalog.get(name).set(**{k: v for k, v in meta.items() if k != "name"})
+    logger.info("overfit_images=%d: training and evaluating on the same %d images (%s)", num_images, len(records), name)
+    return dataclasses.replace(dataset, train_name=name, val_name=name, num_train=len(records), num_val=len(records))
+
+
+def _with_weights(d2cfg, weights: str):
+    cfg = d2cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.freeze()
+    return cfg
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train Mask R-CNN as configured and evaluate it on the validation split.
 
+    ``resume=true`` continues from ``<run dir>/last_checkpoint`` (give the old run dir with
+    ``hydra.run.dir=<run dir>``): weights, optimizer, scheduler, iteration, best metric.
+
     Args:
         cfg (DictConfig): composed ``configs/config.yaml``; ``cfg.paths.output_dir`` is the run dir.
 
     Returns:
-        dict: Detectron2's results ``{"bbox": {...}, "segm": {...}}`` (AP in percent), also saved to
-        ``<run dir>/eval/results.json``.
+        dict: Detectron2's results ``{"bbox": {...}, "segm": {...}}`` (AP in percent) of the last evaluation,
+        also saved to ``<run dir>/eval/results.json``; plus ``"val": {"total_loss": ...}`` when the
+        validation loss was computed (``solver.eval_period > 0``).
+
+    Raises:
+        UserError: bad config/data, weights that cannot be fetched, resume without a checkpoint, divergence.
     """
     output_dir = str(cfg.paths.output_dir)
     dataset = register_dataset(cfg.dataset)
+    if int(cfg.get("overfit_images") or 0) > 0:
+        dataset = overfit_subset(dataset, int(cfg.overfit_images))
     d2cfg = build_d2_cfg(cfg, dataset, output_dir)
-    ensure_weights(d2cfg.MODEL.WEIGHTS)
+    requested = d2cfg.MODEL.WEIGHTS
+    d2cfg = _with_weights(d2cfg, prepare_weights(requested, output_dir))  # offline: one line, before any work
     default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=bool(cfg.resume)))
-    save_run_info(output_dir, cfg, dataset)
+    save_run_info(output_dir, cfg, dataset, extra={
+        "weights": {"requested": requested, "loaded": d2cfg.MODEL.WEIGHTS},
+        "schedule": {"max_iter": d2cfg.SOLVER.MAX_ITER, "ims_per_batch": d2cfg.SOLVER.IMS_PER_BATCH,
+                     "epochs": cfg.solver.get("epochs")},
+    })
 
-    trainer = Trainer(d2cfg)
-    trainer.resume_or_load(resume=bool(cfg.resume))
-    trainer.train()
-    results = getattr(trainer, "_last_eval_results", None) or {}  # EvalHook always evaluates at the end
+    trainer = Trainer(d2cfg, hydra_cfg=cfg)
+    try:
+        trainer.resume_or_load(resume=bool(cfg.resume))
+    except BaseException:
+        if trainer.wandb_writer is not None:  # train() and its finally never ran
+            trainer.wandb_writer.finish(exit_code=1)
+        raise
+    results = trainer.train() or {}
     save_results(results, os.path.join(output_dir, "eval", "results.json"))
+    val = getattr(trainer, "last_val_losses", None)
+    if val:  # optimized_metric=val/total_loss works for sweeps too (results.json keeps the COCO layout)
+        results = {**results, "val": {k.split("/", 1)[1]: v for k, v in val.items()}}
 
     if cfg.num_vis > 0:
-        pred_cfg = d2cfg.clone()
-        pred_cfg.defrost()
-        pred_cfg.MODEL.WEIGHTS = os.path.join(output_dir, "model_final.pth")
+        weights = os.path.join(output_dir, "model_final.pth")
         records = DatasetCatalog.get(dataset.val_name)[: int(cfg.num_vis)]
-        draw_val_predictions(DefaultPredictor(pred_cfg), records, dataset.val_name, os.path.join(output_dir, "vis"))
+        draw_val_predictions(DefaultPredictor(_with_weights(d2cfg, weights)), records, dataset.val_name,
+                             os.path.join(output_dir, "vis"))
     logger.info("Evaluation on %s:\n%s", dataset.val_name, format_ap_table(results))
     return results

@@ -1,22 +1,245 @@
-"""``Trainer``: Detectron2's DefaultTrainer with our evaluator and data loaders (build_* overrides only)."""
+"""``Trainer``: Detectron2's DefaultTrainer with what practitioners ask for, through build_* overrides and hooks.
+
+Added to DefaultTrainer's loop (no copy of it): configurable augmentations (``build_train_loader``), writers
+per ``logger`` (TensorBoard, W&B) (``build_writers``), and after the EvalHook a validation-loss hook, a best
+checkpoint (``model_best.pth`` + ``best_metric.json``) and early stopping (``build_hooks``). ``train()``
+turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError` naming the cause and the last good
+checkpoint, ends early-stopped runs cleanly, draws ``curves.png`` and finishes the W&B run in a ``finally``.
+"""
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
+
+import torch
 
 from .. import compat
 
 compat.apply()
 
-from detectron2.engine import DefaultTrainer  # noqa: E402
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # noqa: E402
+from detectron2.data import build_detection_test_loader, build_detection_train_loader  # noqa: E402
+from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
+from detectron2.evaluation import DatasetEvaluators  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter  # noqa: E402
 
+from ..config import add_maskseg_config  # noqa: E402
+from ..data.augmentations import build_test_augmentations, build_train_augmentations  # noqa: E402
+from ..errors import UserError  # noqa: E402
 from ..evaluation import build_evaluator  # noqa: E402
+from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,  # noqa: E402
+                    PredictionSampler, ValidationLoss)
 
 __all__ = ["Trainer"]
 
+logger = logging.getLogger(__name__)
+
+
+def _has_instances(record: dict) -> bool:
+    return any(not a.get("iscrowd", 0) for a in record.get("annotations", []))
+
+
+def _finite_checkpoint(path: str) -> bool:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    except Exception:  # unreadable or truncated: not a good checkpoint
+        return False
+    return all(torch.isfinite(torch.as_tensor(v)).all() for v in state.values()
+               if torch.is_tensor(v) and v.is_floating_point())
+
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer + COCO evaluation (bbox and segm) written under ``OUTPUT_DIR/eval``."""
+    """DefaultTrainer + augmentations, COCO evaluation, validation loss, best checkpoint, early stopping,
+    TensorBoard/W&B writers, divergence check.
 
+    Behaviour comes from the CfgNode (``TEST.EVAL_PERIOD``, ``SOLVER.AMP``, ``SOLVER.CLIP_GRADIENTS``,
+    ``MASKSEG.*``: see :func:`maskseg_d2.config.add_maskseg_config`); the Hydra config, when given, only
+    selects and configures the writers (``logger``).
+    """
+
+    def __init__(self, cfg, hydra_cfg: Any = None) -> None:
+        """
+        Args:
+            cfg (CfgNode): from :func:`maskseg_d2.config.build_d2_cfg`.
+            hydra_cfg (DictConfig or None): the composed Hydra config; ``logger.name`` picks the writers
+                (none | tensorboard | wandb). None: console, metrics.json and TensorBoard.
+        """
+        if "MASKSEG" not in cfg:  # a CfgNode not made by build_d2_cfg: our defaults
+            cfg = cfg.clone()
+            cfg.defrost()
+            add_maskseg_config(cfg)
+            cfg.freeze()
+        self.hydra_cfg = hydra_cfg
+        self.wandb_writer = None
+        self.stop_reason = ""  # why training ended before MAX_ITER (early stopping), "" otherwise
+        super().__init__(cfg)  # calls build_hooks() -> build_writers()
+
+    # ------------------------------------------------------------------------------------ build_*
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(dataset_name, output_folder or os.path.join(cfg.OUTPUT_DIR, "eval"))
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        # DatasetMapper applies each augmentation's transform to image, masks and boxes alike.
+        mapper = DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentations(cfg))
+        return build_detection_train_loader(cfg, mapper=mapper)
+
+    @classmethod
+    def build_val_loss_loader(cls, cfg, dataset_name: str):
+        """Validation images *with* their instances, resized like at test time, one per batch."""
+        records = [r for r in DatasetCatalog.get(dataset_name) if _has_instances(r)]
+        mapper = DatasetMapper(cfg, is_train=True, augmentations=build_test_augmentations(cfg),
+                               recompute_boxes=False)
+        return build_detection_test_loader(records, mapper=mapper, num_workers=0)  # small split: no worker start-up
+
+    def _logger_name(self) -> str:
+        if self.hydra_cfg is None or "logger" not in self.hydra_cfg:
+            return "tensorboard"
+        return str(self.hydra_cfg.logger.get("name", "none"))
+
+    def build_writers(self):
+        out_dir, name = self.cfg.OUTPUT_DIR, self._logger_name()
+        os.makedirs(out_dir, exist_ok=True)
+        writers = [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(out_dir, "metrics.json"))]
+        if name in ("tensorboard", "wandb"):
+            writers.append(TensorboardXWriter(out_dir))
+        if name == "wandb":
+            from ..tracking.wandb_writer import WandbWriter, init_wandb_run
+
+            dataset = self.cfg.DATASETS.TEST[0]
+            self.wandb_writer = WandbWriter(
+                init_wandb_run(self.hydra_cfg, self.cfg, out_dir), dataset, MetadataCatalog.get(dataset).thing_classes,
+                score_threshold=float(self.hydra_cfg.logger.get("score_threshold", 0.5)))
+            writers.append(self.wandb_writer)
+        return writers
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        period, m = self.cfg.TEST.EVAL_PERIOD, self.cfg.MASKSEG
+        at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+        ret[at] = hooks.EvalHook(period, self._evaluate)
+        extra = []
+        if period > 0 and m.VAL_LOSS and self.cfg.DATASETS.TEST:
+            # The CPU demo evaluates only at the end (period 0): no extra work there.
+            val_name = self.cfg.DATASETS.TEST[0]
+            extra.append(ValidationLoss(period, lambda: self.build_val_loss_loader(self.cfg, val_name)))
+        if comm.is_main_process():
+            extra.append(BestCheckpointer(period, self.checkpointer, m.BEST_METRIC, m.BEST_MODE))
+        if period > 0 and m.EARLY_STOPPING_PATIENCE > 0:
+            extra.append(EarlyStopping(period, m.BEST_METRIC, m.EARLY_STOPPING_PATIENCE, m.BEST_MODE,
+                                       m.EARLY_STOPPING_MIN_DELTA))
+        ret = [PeriodicWriter(h._writers, h._period, period) if isinstance(h, hooks.PeriodicWriter) else h
+               for h in ret]  # + a write after each evaluation
+        return ret[: at + 1] + extra + ret[at + 1:]  # after the EvalHook, before the PeriodicWriter
+
+    # ------------------------------------------------------------------------------ evaluation
+    def _evaluate(self) -> dict:
+        evaluators = None
+        num_images = int(self.hydra_cfg.logger.get("num_images", 0)) if self.wandb_writer is not None else 0
+        if num_images > 0:
+            name = self.cfg.DATASETS.TEST[0]
+            sampler = PredictionSampler(num_images, lambda s: self.wandb_writer.log_predictions(self.storage.iter, s))
+            evaluators = [DatasetEvaluators([self.build_evaluator(self.cfg, name), sampler])]
+        self._last_eval_results = self.test(self.cfg, self.model, evaluators=evaluators)
+        return self._last_eval_results
+
+    # ------------------------------------------------------------------------------- training
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Like DefaultTrainer's, but ``resume=True`` without a checkpoint is an error, not a silent restart."""
+        if resume and not self.checkpointer.has_checkpoint():
+            raise UserError(
+                f"resume=true but {os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} does not exist — pass the "
+                f"run dir to continue: hydra.run.dir=<run dir> resume=true (or drop resume=true to start anew)")
+        super().resume_or_load(resume=resume)
+        if resume:
+            logger.info("Resuming from %s at iteration %d of %d", self.checkpointer.get_checkpoint_file(),
+                        self.start_iter, self.max_iter)
+
+    def state_dict(self) -> dict:
+        # Detectron2 0.6's DefaultTrainer saves only iteration + hooks: add the optimizer (SGD momentum) and
+        # the AMP grad scaler so that resume=true continues the same optimisation (later versions do this too).
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "_trainer" in state:
+            self._trainer.load_state_dict(state["_trainer"])
+
+    def run_step(self) -> None:
+        try:
+            super().run_step()
+        except FloatingPointError as e:  # raised by SimpleTrainer.write_metrics before the optimizer step
+            self.max_iter = max(self.max_iter, self.iter + 2)  # after_train hooks: no final eval of a broken model
+            raise Diverged(str(e)) from None
+
+    def train(self) -> dict | None:
+        """Run training; returns the last evaluation's results (``{"bbox": {...}, "segm": {...}}``) or None.
+
+        Raises:
+            UserError: the loss became NaN/Inf (message: cause, fix, last good checkpoint).
+        """
+        exit_code = 1
+        try:
+            super().train()
+            exit_code = 0
+        except EarlyStop as stop:
+            self.stop_reason = str(stop)
+            self.checkpointer.save("model_final")
+            logger.info("Early stopping at iteration %d: %s", self.iter, stop)
+            exit_code = 0
+        except Diverged as e:
+            raise UserError(self._divergence_message(str(e))) from None
+        finally:
+            self._finish(exit_code)
+        return getattr(self, "_last_eval_results", None)
+
+    def _finish(self, exit_code: int) -> None:
+        if comm.is_main_process():
+            from ..visualization.curves import plot_training_curves
+
+            try:
+                png = plot_training_curves(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"),
+                                           os.path.join(self.cfg.OUTPUT_DIR, "curves.png"))
+                if png and self.wandb_writer is not None:
+                    self.wandb_writer.log_image_file("curves", png)
+            except Exception as e:  # a plot must never hide the training's own outcome
+                logger.warning("Could not draw curves.png: %s", e)
+        if self.wandb_writer is not None:
+            self.wandb_writer.finish(exit_code)
+
+    # ----------------------------------------------------------------------------- divergence
+    def _last_good_checkpoint(self) -> str | None:
+        """The newest checkpoint with finite weights; ``last_checkpoint`` is pointed at it."""
+        c = self.checkpointer
+        names = sorted((f for f in os.listdir(c.save_dir) if f.startswith("model_") and f.endswith(".pth")),
+                       key=lambda f: os.path.getmtime(os.path.join(c.save_dir, f)), reverse=True)
+        for name in names:
+            if _finite_checkpoint(os.path.join(c.save_dir, name)):
+                c.tag_last_checkpoint(name)
+                return os.path.join(c.save_dir, name)
+        return None
+
+    def _divergence_message(self, error: str) -> str:
+        s = self.cfg.SOLVER
+        # the loss values, or the message of the model's own check (e.g. "Predicted boxes ... contain Inf/NaN")
+        detail = error.split("loss_dict = ")[-1] if "loss_dict = " in error else error
+        detail = f"({detail[:200]})" if detail else ""
+        scratch_frozen = not self.cfg.MODEL.WEIGHTS and self.cfg.MODEL.RESNETS.NORM == "FrozenBN"
+        cause = ("training from scratch with FrozenBN (norms cannot learn): use model.weights=scratch, which "
+                 "switches to BN, or model.d2.MODEL.RESNETS.NORM=BN (GN for small batches)" if scratch_frozen else
+                 f"learning rate too high for this model/batch: lower solver.base_lr (now {s.BASE_LR:g}, try "
+                 f"{s.BASE_LR / 10:g}), lengthen solver.warmup_iters (now {s.WARMUP_ITERS}) or set "
+                 f"solver.clip_gradients.enabled=true (training from scratch also needs trainable BN/GN norms, which "
+                 f"model.weights=scratch sets)")
+        good = self._last_good_checkpoint()
+        where = (f"last good checkpoint kept: {good} (continue: hydra.run.dir={self.cfg.OUTPUT_DIR} resume=true "
+                 f"with the fix)" if good else
+                 f"no checkpoint was saved before (solver.checkpoint_period={s.CHECKPOINT_PERIOD})")
+        return (f"training diverged: the loss became NaN/Inf at iteration {self.iter} {detail} — likely cause: "
+                f"{cause}; {where}")
+

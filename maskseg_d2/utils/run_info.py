@@ -44,11 +44,17 @@ def environment_summary() -> dict[str, Any]:
     }
 
 
-def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any) -> str:
+def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[str, Any] | None = None) -> str:
     """Write ``run_info.json`` and ``config_resolved.yaml`` into the run dir; returns the JSON path.
 
     Hydra already keeps ``.hydra/{config,overrides}.yaml``; Detectron2's ``config.yaml`` is written by
     ``default_setup``. This adds what neither records.
+
+    Args:
+        output_dir (str): the run dir.
+        cfg (DictConfig): the composed Hydra config.
+        dataset (DatasetInfo): the registered dataset (hash, classes, split sizes).
+        extra (dict or None): more JSON-able items (e.g. the weights loaded, the schedule).
     """
     os.makedirs(output_dir, exist_ok=True)
     OmegaConf.save(cfg, os.path.join(output_dir, "config_resolved.yaml"), resolve=True)
@@ -63,6 +69,7 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any) -> str:
             "num_val": dataset.num_val,
         },
         "environment": environment_summary(),
+        **(extra or {}),
     }
     path = os.path.join(output_dir, "run_info.json")
     with open(path, "w") as f:
