@@ -1,4 +1,8 @@
-"""Masked images: predictions (and ground truth beside them) drawn with Detectron2's Visualizer."""
+"""Masked images: predictions (and ground truth beside them) drawn with Detectron2's Visualizer.
+
+Also: :mod:`.overlay` (fast OpenCV drawing used by ``tools/predict.py``), :mod:`.browse`
+(``tools/visualize.py``: ground-truth grids, predictions on a run's split, curves) and :mod:`.curves`.
+"""
 from __future__ import annotations
 
 import os
@@ -15,7 +19,9 @@ from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
 
-__all__ = ["draw_gt_vs_pred", "draw_val_predictions"]
+from .overlay import class_colors, draw_detections  # noqa: E402
+
+__all__ = ["draw_gt_vs_pred", "draw_val_predictions", "draw_detections", "class_colors"]
 
 
 def draw_gt_vs_pred(image_rgb: np.ndarray, record: dict, instances, metadata) -> np.ndarray:

@@ -1,0 +1,221 @@
+"""Predictions as annotation files: COCO results, Label Studio pre-annotations, LabelMe JSON.
+
+Every function takes :class:`~maskseg_d2.predict.detections.Detections` (full-size bool masks) and
+returns plain JSON-ready dicts; the writers in :mod:`maskseg_d2.predict.outputs` put them on disk.
+Geometry follows the project convention (``maskseg_d2.data.common``): continuous pixel coordinates,
+pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so our importers read every file back to the same masks:
+
+* COCO results: ``{"image_id", "category_id", "segmentation" (COCO RLE), "bbox" (XYWH), "score"}``,
+  ``category_id`` = index in ``thing_classes`` + 1 (COCO ids start at 1).
+* Label Studio: a task ``{"data": {"image": url}, "predictions": [{"model_version", "score", "result"}]}``;
+  results are ``polygonlabels`` (percent of the image size, one polygon per instance: its largest
+  part) or ``brushlabels`` (Label Studio's RLE, exact), each with its own ``score``.
+* LabelMe: ``polygon`` shapes (a multi-part instance shares one ``group_id``) or ``mask`` shapes
+  (a 0/1 PNG crop between two inclusive corner pixels), the score in ``description``.
+"""
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..data.common import mask_to_rle as coco_rle
+from ..data.ls_rle import mask_to_rle as brush_rle
+from .detections import Detections
+
+__all__ = [
+    "LABELME_VERSION", "LS_SHAPES", "LABELME_SHAPES", "mask_to_polygons", "coco_results",
+    "labelstudio_results", "labelstudio_task", "labelme_shapes", "labelme_document",
+]
+
+LABELME_VERSION = "5.5.0"  # mask shapes exist since LabelMe 5.4.0
+LS_SHAPES = ("polygon", "brush")
+LABELME_SHAPES = ("polygon", "mask")
+_UPSAMPLE = 4  # contours of a 4x upsampled mask run within 1/8 px of the pixel edges
+
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.7, min_area: float = 0.0) -> list[np.ndarray]:
+    """Outlines of a mask's connected parts (holes ignored), largest first, in pixel-corner coordinates.
+
+    The mask's bounding crop is upsampled before ``cv2.findContours`` so the outline follows the pixel
+    edges (a contour through the boundary pixels' centres would lose half a pixel all around), then
+    simplified with ``cv2.approxPolyDP``.
+
+    Args:
+        mask (np.ndarray): (H, W) bool.
+        tolerance (float): simplification tolerance in pixels (0 keeps every vertex).
+        min_area (float): parts other than the largest that are smaller than this (pixels²) are
+            dropped as noise (0: keep every part; LabelMe groups them into one instance).
+
+    Returns:
+        list[np.ndarray]: (K, 2) float64 vertices (x, y), K >= 3; at least one for a non-empty mask.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return []
+    y0, x0 = int(ys.min()), int(xs.min())
+    crop = np.pad(mask[y0: ys.max() + 1, x0: xs.max() + 1], 1).astype(np.uint8)
+    big = cv2.resize(crop, None, fx=_UPSAMPLE, fy=_UPSAMPLE, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for i, c in enumerate(sorted(contours, key=cv2.contourArea, reverse=True)):
+        if i > 0 and cv2.contourArea(c) / _UPSAMPLE ** 2 < min_area:  # the largest part always stays
+            continue
+        pts = cv2.approxPolyDP(c, tolerance * _UPSAMPLE, True) if tolerance > 0 else c
+        if len(pts) < 3:
+            pts = c
+        polygons.append((pts[:, 0, :].astype(np.float64) + 0.5) / _UPSAMPLE + (x0 - 1.0, y0 - 1.0))
+    return [p for p in polygons if len(p) >= 3]
+
+
+def _xywh(box: np.ndarray) -> list[float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
+
+
+def coco_results(dets: Detections, image_id: int) -> list[dict]:
+    """COCO results records (the format ``COCO.loadRes`` and Detectron2's evaluator use) for one image.
+
+    Args:
+        dets (Detections): the image's instances.
+        image_id (int): the COCO image id.
+
+    Returns:
+        list[dict]: one record per instance; ``category_id`` = class index + 1.
+    """
+    return [{"image_id": int(image_id), "category_id": int(c) + 1, "bbox": _xywh(b),
+             "score": round(float(s), 5), "segmentation": coco_rle(m)}
+            for b, s, c, m in zip(dets.boxes, dets.scores, dets.classes, dets.masks)]
+
+
+def _result_id(seed: str, k: int) -> str:
+    return f"{zlib.crc32(seed.encode()):08x}"[:6] + f"{k:04d}"  # stable: same image -> same ids
+
+
+def labelstudio_results(
+    dets: Detections, class_names: Sequence[str], shape: str = "polygon", from_name: str = "label",
+    to_name: str = "image", tolerance: float = 0.7, id_seed: str = "",
+) -> list[dict]:
+    """Label Studio result regions of one image.
+
+    Args:
+        dets (Detections): the image's instances.
+        class_names (list[str]): ``thing_classes``; must match the ``<Label value=...>`` of the project.
+        shape (str): ``"polygon"`` (``polygonlabels``: editable outlines) or ``"brush"``
+            (``brushlabels``: the exact mask).
+        from_name (str): the ``name`` of the labels tag in the labeling config.
+        to_name (str): the ``name`` of the ``<Image>`` tag.
+        tolerance (float): polygon simplification in pixels.
+        id_seed (str): makes region ids stable per image (e.g. the file name).
+
+    Returns:
+        list[dict]: result dicts; an instance whose mask has no polygon (too small) is left out.
+    """
+    if shape not in LS_SHAPES:
+        raise ValueError(f"shape={shape!r}: use one of {LS_SHAPES}")
+    h, w = dets.image_size
+    results = []
+    for k, (score, cls, mask) in enumerate(zip(dets.scores, dets.classes, dets.masks)):
+        label = [str(class_names[cls])]
+        if shape == "brush":
+            rtype, value = "brushlabels", {"format": "rle", "rle": brush_rle(mask), "brushlabels": label}
+        else:
+            polygons = mask_to_polygons(mask, tolerance)
+            if not polygons:
+                continue
+            pts = [[round(x * 100.0 / w, 4), round(y * 100.0 / h, 4)] for x, y in polygons[0]]
+            rtype, value = "polygonlabels", {"points": pts, "closed": True, "polygonlabels": label}
+        results.append({"id": _result_id(id_seed, k), "type": rtype, "from_name": from_name,
+                        "to_name": to_name, "original_width": w, "original_height": h, "image_rotation": 0,
+                        "value": value, "score": round(float(score), 5)})
+    return results
+
+
+def labelstudio_task(image_url: str, results: list[dict], scores: np.ndarray, model_version: str,
+                     data_key: str = "image") -> dict:
+    """One Label Studio task carrying a prediction (what "Import" reads as a pre-annotation).
+
+    Args:
+        image_url (str): the image as Label Studio can open it (``/data/local-files/?d=...``,
+            ``/data/upload/...``, an http(s)/s3 URL).
+        results (list[dict]): from :func:`labelstudio_results`.
+        scores (np.ndarray): the instance scores; the prediction's score is their mean (0 when none),
+            which Label Studio uses to sort tasks.
+        model_version (str): shown in Label Studio; e.g. the run directory's name.
+        data_key (str): the ``$variable`` of the ``<Image>`` tag.
+
+    Returns:
+        dict: the task.
+    """
+    score = round(float(np.mean(scores)), 5) if len(scores) else 0.0
+    return {"data": {data_key: image_url},
+            "predictions": [{"model_version": model_version, "score": score, "result": results}]}
+
+
+def _png_b64(crop: np.ndarray) -> str:
+    ok, png = cv2.imencode(".png", crop.astype(np.uint8))  # 0/1 values, like LabelMe's own mask shapes
+    if not ok:
+        raise RuntimeError("cv2.imencode failed to write a PNG mask")
+    return base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def _lm_shape(label: str, points: list, shape_type: str, group_id: int | None, score: float,
+              mask: str | None = None) -> dict:
+    return {"label": label, "points": points, "group_id": group_id, "description": f"score={score:.3f}",
+            "shape_type": shape_type, "flags": {}, "mask": mask}
+
+
+def labelme_shapes(dets: Detections, class_names: Sequence[str], shape: str = "polygon",
+                   tolerance: float = 0.7) -> list[dict]:
+    """LabelMe shapes of one image.
+
+    Args:
+        dets (Detections): the image's instances.
+        class_names (list[str]): ``thing_classes``.
+        shape (str): ``"polygon"`` (one shape per part; parts of one instance share a ``group_id``) or
+            ``"mask"`` (LabelMe's AI-mask shape: exact, one per instance).
+        tolerance (float): polygon simplification in pixels.
+
+    Returns:
+        list[dict]: shapes; an instance too small for a polygon is left out.
+    """
+    if shape not in LABELME_SHAPES:
+        raise ValueError(f"shape={shape!r}: use one of {LABELME_SHAPES}")
+    shapes, next_group = [], 1
+    for score, cls, mask in zip(dets.scores, dets.classes, dets.masks):
+        label, score = str(class_names[cls]), float(score)
+        if shape == "mask":
+            ys, xs = np.nonzero(mask)
+            if len(ys) == 0:
+                continue
+            x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+            crop = _png_b64(mask[y0: y1 + 1, x0: x1 + 1])
+            shapes.append(_lm_shape(label, [[x0, y0], [x1, y1]], "mask", None, score, crop))
+            continue
+        polygons = mask_to_polygons(mask, tolerance)
+        group = None
+        if len(polygons) > 1:  # LabelMe (and our importer) join shapes with the same label + group_id
+            group, next_group = next_group, next_group + 1
+        for p in polygons:
+            pts = [[round(float(x), 2), round(float(y), 2)] for x, y in p]
+            shapes.append(_lm_shape(label, pts, "polygon", group, score))
+    return shapes
+
+
+def labelme_document(shapes: list[dict], image_path: str, height: int, width: int) -> dict:
+    """A LabelMe file (``imageData`` null: LabelMe opens ``imagePath``, relative to the JSON file).
+
+    Args:
+        shapes (list[dict]): from :func:`labelme_shapes`.
+        image_path (str): the image, relative to where the JSON is written (``/`` separators).
+        height (int): image height (EXIF orientation applied, as LabelMe shows it).
+        width (int): image width.
+
+    Returns:
+        dict: the document.
+    """
+    return {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path,
+            "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}

@@ -1,0 +1,32 @@
+"""Look at data and runs: ground-truth grids of any dataset config, a run's predictions on its validation
+split (alone or beside the ground truth) and its loss / AP curves.
+
+Examples::
+
+    python tools/visualize.py mode=gt dataset=cars_signs split=all
+    python tools/visualize.py mode=gt_vs_pred run=outputs/demo/runs/<run>
+    python tools/visualize.py mode=curves run=outputs/demo/runs/<run>
+
+See configs/visualize.yaml for every option.
+"""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+import maskseg_d2  # noqa: F401  (applies the Detectron2 compat shims first)
+from maskseg_d2.utils.cli import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="visualize")
+def main(cfg: DictConfig) -> None:
+    from maskseg_d2.visualization.browse import visualize
+
+    with exit_on_user_error():
+        paths = visualize(cfg)
+    folder = paths[-1].rsplit("/", 1)[0] if paths else cfg.output
+    print(f"wrote {len(paths)} PNG(s) to {folder}:\n  " + "\n  ".join(paths[-4:]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
