@@ -74,9 +74,10 @@ def get_metric(results: Mapping[str, Any], name: str) -> float:
     """``get_metric(results, "segm/AP")`` on Detectron2's nested results; clear error when missing."""
     task, _, key = name.partition("/")
     try:
-        return float(results[task][key])
+        value = results[task][key]
     except KeyError:
         have = [f"{t}/{k}" for t, v in results.items() if isinstance(v, Mapping) for k in v]
         raise KeyError(
             f"metric {name!r} not in the evaluation results; available: {', '.join(have[:20])}"
         ) from None
+    return float("nan") if value is None else float(value)  # None: undefined, as saved in results.json
