@@ -5,7 +5,7 @@
         --report
 
 INPUT: a Label Studio export (JSON, JSON_MIN or COCO), a COCO file, LabelMe files or folders.
-Bad input: one line on stderr naming the file and item, exit code 2.
+Bad input: exit code 2, one line naming the file and item (--on-error skip: left out and counted).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", help="class names in order (default: discovered, sorted)")
     p.add_argument("--class-map", nargs="+", default=[], metavar="LABEL=CLASS", help="rename/merge labels")
     p.add_argument("--unknown", default="error", choices=("error", "skip"), help="labels outside --classes")
+    p.add_argument("--on-error", default="error", choices=("error", "skip"), help="invalid item: exit 2|skip")
     p.add_argument("--report", nargs="?", const="", metavar="DIR",
                    help="write a validation report (default DIR: <OUT>_report, or ./report)")
     return p
@@ -46,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         class_map = dict(m.split("=", 1) for m in args.class_map)
         report = args.report or (f"{Path(args.output).with_suffix('')}_report" if args.output else "report")
         s = convert(args.inputs, args.output, args.image_root, args.format, args.classes, class_map,
-                    args.unknown, None if args.report is None else report)
+                    args.unknown, None if args.report is None else report, args.on_error)
     if s.output:
         print(f"wrote {s.output}: {s.num_images} images, {s.num_annotations} annotations, "
-              f"categories {', '.join(f'{i + 1}={c}' for i, c in enumerate(s.thing_classes))} ({s.format})")
+              f"categories {', '.join(f'{i + 1}={c}' for i, c in enumerate(s.thing_classes))} ({s.format})"
+              + (f"; skipped {s.invalid} invalid item(s) (--on-error skip)" if s.invalid else ""))
     if s.report is not None:
         print(f"report: {s.report['files']['report.md']}")
     return 0

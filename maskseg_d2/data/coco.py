@@ -34,6 +34,7 @@ from .common import (
     ImageIndex,
     LoadResult,
     LoadStats,
+    coco_rle_totals,
     finish_load,
     mask_annotation,
     polygons_annotation,
@@ -73,75 +74,108 @@ def is_labelstudio_coco(doc: Any) -> bool:
 # ----------------------------------------------------------------------------------------- tables
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _int_id(obj: dict, where: str) -> int:
     v = obj.get("id")
-    if isinstance(v, bool) or not isinstance(v, int):
+    if not _is_int(v):
         raise fail(where, f"'id' is {v!r}, expected an integer", "fix the file or export it again")
     return v
 
 
-def _categories(doc: dict, source: str) -> dict[int, str]:
+def _categories(doc: dict, source: str, stats: LoadStats) -> dict[int, str]:
     cats = doc.get("categories", [])
     if not isinstance(cats, list):
         raise fail(source, "'categories' is not a list", "export the file again")
     names: dict[int, str] = {}
     for i, c in enumerate(cats):
         where = f"{source}: categories[{i}]"
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-            raise fail(where, "category without a 'name'", "give every category an id and a name")
-        cid = _int_id(c, where)
-        if cid in names:
-            raise fail(where, f"category id {cid} appears twice ({names[cid]!r}, {c['name']!r})",
-                       "give every category its own id")
+        try:
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                raise fail(where, "category without a 'name'", "give every category an id and a name")
+            cid = _int_id(c, where)
+            if cid in names:
+                raise fail(where, f"category id {cid} appears twice ({names[cid]!r}, {c['name']!r})",
+                           "give every category its own id")
+        except UserError as e:
+            stats.problem(e, "invalid category")  # raises unless lenient; its annotations are then skipped
+            continue
         names[cid] = c["name"]
     return names
 
 
-def _images(doc: dict, source: str, labelstudio: bool, stats: LoadStats) -> tuple[list[dict], set[int]]:
-    """Image records in file order, and the ids of repeated Label Studio entries (dropped)."""
-    images, ids, dropped, by_file = [], set(), set(), {}
+def _image_record(im: Any, where: str, ids: set[int]) -> int:
+    if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not im["file_name"]:
+        raise fail(where, "image without 'file_name'", "give every image an id and a file_name")
+    iid = _int_id(im, where)
+    if iid in ids:
+        raise fail(where, f"image id {iid} appears twice", "give every image its own id")
+    return iid
+
+
+def _images(doc: dict, source: str, labelstudio: bool,
+            stats: LoadStats) -> tuple[list[dict], set[int], set[int]]:
+    """Image records in file order; the ids of repeated Label Studio entries (dropped); and, in a
+    lenient load, the ids listed twice (ambiguous: those images and their annotations are skipped)."""
+    images, ids, dropped, ambiguous, by_file = [], set(), set(), set(), {}
     for i, im in enumerate(doc["images"]):
         where = f"{source}: images[{i}]"
-        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not im["file_name"]:
-            raise fail(where, "image without 'file_name'", "give every image an id and a file_name")
-        iid = _int_id(im, where)
-        if iid in ids:
-            raise fail(where, f"image id {iid} appears twice", "give every image its own id")
-        ids.add(iid)
-        if im["file_name"] in by_file:
-            if not labelstudio:
+        try:
+            iid = _image_record(im, where, ids)
+            if im["file_name"] in by_file and not labelstudio:
                 first = by_file[im["file_name"]]
                 raise fail(where, f"image {im['file_name']!r} is listed twice (ids {first} and {iid})",
                            "list each image once (merge their annotations)")
+        except UserError as e:
+            stats.problem(e, "invalid image")  # raises unless lenient
+            if isinstance(im, dict) and _is_int(im.get("id")) and im["id"] in ids:
+                ambiguous.add(im["id"])  # which image its annotations belong to is unknown
+            continue
+        ids.add(iid)
+        if im["file_name"] in by_file:
             stats.skip("older annotation of the same task (Label Studio COCO repeats the image)",
                        f"image id {iid}")
             dropped.add(iid)  # Label Studio writes a task's annotations newest first: keep the first
             continue
         by_file[im["file_name"]] = iid
         images.append(im)
-    return images, dropped
+    for im in images:
+        if im["id"] in ambiguous:
+            stats.skip("image whose id appears twice", f"{source}: image {im['id']}")
+    return [im for im in images if im["id"] not in ambiguous], dropped, ambiguous
 
 
-def _annotations_by_image(doc: dict, source: str, image_ids: set[int],
-                          categories: dict[int, str]) -> dict[int, list[tuple[int, dict]]]:
+def _annotations_by_image(doc: dict, source: str, image_ids: set[int], categories: dict[int, str],
+                          stats: LoadStats) -> dict[int, list[tuple[int, dict]]]:
     by_image: dict[int, list[tuple[int, dict]]] = defaultdict(list)
     seen: set[int] = set()
     for i, ann in enumerate(doc["annotations"]):
         where = f"{source}: annotations[{i}]"
-        if not isinstance(ann, dict):
-            raise fail(where, "annotation is not an object", "export the file again")
-        aid = _int_id(ann, where)
-        if aid in seen:
-            raise fail(where, f"annotation id {aid} appears twice", "give every annotation its own id")
-        seen.add(aid)
-        if ann.get("image_id") not in image_ids:
-            raise fail(f"{where} (id {aid})", f"image_id {ann.get('image_id')!r} is not in 'images'",
-                       "fix the image_id or add the image")
-        if ann.get("category_id") not in categories:
-            raise fail(f"{where} (id {aid})", f"category_id {ann.get('category_id')!r} is not in "
-                       f"'categories' (ids {sorted(categories)})", "fix the category_id or add the category")
+        try:
+            _check_annotation_ids(ann, where, seen, image_ids, categories)
+        except UserError as e:
+            stats.problem(e, "invalid annotation")  # raises unless lenient
+            continue
+        seen.add(ann["id"])
         by_image[ann["image_id"]].append((i, ann))
     return by_image
+
+
+def _check_annotation_ids(ann: Any, where: str, seen: set[int], image_ids: set[int],
+                          categories: dict[int, str]) -> None:
+    if not isinstance(ann, dict):
+        raise fail(where, "annotation is not an object", "export the file again")
+    aid = _int_id(ann, where)
+    if aid in seen:
+        raise fail(where, f"annotation id {aid} appears twice", "give every annotation its own id")
+    if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_ids:
+        raise fail(f"{where} (id {aid})", f"image_id {ann.get('image_id')!r} is not in 'images'",
+                   "fix the image_id or add the image")
+    if not _is_int(ann.get("category_id")) or ann["category_id"] not in categories:
+        raise fail(f"{where} (id {aid})", f"category_id {ann.get('category_id')!r} is not in "
+                   f"'categories' (ids {sorted(categories)})", "fix the category_id or add the category")
 
 
 # ---------------------------------------------------------------------------------------- images
@@ -165,10 +199,10 @@ def _resolve(file_name: str, index: ImageIndex, where: str, labelstudio: bool) -
 
 def _size_fix(im: dict, file_name: str, where: str, labelstudio: bool, stats: LoadStats) -> SizeFix:
     h, w = im.get("height"), im.get("width")
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        # Label Studio derived its pixels from percentages x the size it recorded: relative
-        return reconcile_size(file_name, h, w, where, relative=labelstudio, stats=stats)
-    return SizeFix.of_image(file_name, where)
+    if h is None and w is None:  # no size recorded: nothing to reconcile
+        return SizeFix.of_image(file_name, where)
+    # Label Studio derived its pixels from percentages x the size it recorded: relative
+    return reconcile_size(file_name, h, w, where, relative=labelstudio, stats=stats, what="width/height")
 
 
 # ---------------------------------------------------------------------------------- segmentation
@@ -197,24 +231,59 @@ def _polygons(seg: list, where: str) -> list[np.ndarray]:
     return polys
 
 
-def _rle(seg: dict, where: str) -> dict:
+def _rle_runs(doc: dict) -> dict[int, tuple[int, int]]:
+    """annotation index -> (pixels covered, shortest run) of every compressed RLE, in one numpy pass; {}
+    when one string is malformed (each is then decoded on its own, to name it)."""
+    segs = [a.get("segmentation") if isinstance(a, dict) else None for a in doc["annotations"]]
+    index = [i for i, seg in enumerate(segs)
+             if isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes))]
+    try:
+        totals, shortest = coco_rle_totals([segs[i]["counts"] for i in index])
+    except ValueError:
+        return {}
+    return {i: (int(t), int(m)) for i, t, m in zip(index, totals, shortest)}
+
+
+def _rle(seg: dict, where: str, fix: SizeFix, runs: tuple[int, int] | None = None) -> dict:
+    """A checked compressed RLE: its size is the canvas, its runs cover exactly H*W pixels (pycocotools
+    does not check: a short string leaves pixels unset, a long one writes past the mask). ``runs``:
+    (pixels covered, shortest run) of ``counts`` when already decoded (:func:`_rle_runs`)."""
     size, counts = seg.get("size"), seg.get("counts")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
         raise fail(where, f"RLE 'size' is {size!r}, expected [height, width]", "export the file again")
-    if isinstance(counts, list):  # uncompressed RLE (run lengths, column-major): compress it
-        if sum(counts) != size[0] * size[1]:
-            raise fail(where, f"uncompressed RLE counts sum to {sum(counts)}, not {size[0]}x{size[1]}",
+    fix.check_mask_size((size[0], size[1]), where)  # before anything is decoded at that size
+    if isinstance(counts, list):  # uncompressed RLE (run lengths, column-major)
+        if not all(_is_int(v) and v >= 0 for v in counts):
+            raise fail(where, "uncompressed RLE counts are not non-negative integers",
                        "export the file again")
-        return mask_util.frPyObjects(seg, *size)
-    if not isinstance(counts, (str, bytes)):
+        total = sum(counts)
+    elif isinstance(counts, (str, bytes)):
+        try:
+            total, shortest = runs or (int(v[0]) for v in coco_rle_totals([counts]))
+        except ValueError as e:
+            reason = str(e).split(": ", 1)[-1]
+            raise fail(where, f"RLE counts are not a COCO RLE string: {reason}",
+                       "export the file again") from None
+        if shortest < 0:
+            raise fail(where, "RLE counts hold a negative run", "export the file again")
+    else:
         raise fail(where, "RLE without 'counts'", "export the file again")
+    if total != size[0] * size[1]:
+        raise fail(where, f"RLE counts cover {total} pixels, not {size[1]}x{size[0]} (WxH) = "
+                   f"{size[0] * size[1]}", "export the file again")
+    if isinstance(counts, list):
+        return mask_util.frPyObjects(seg, *size)  # compress it
     return {"size": size, "counts": counts}
 
 
-def _annotation(ann: dict, name: str, fix: SizeFix, where: str, stats: LoadStats) -> dict | None:
-    seg, iscrowd = ann.get("segmentation"), int(bool(ann.get("iscrowd", 0)))
+def _annotation(ann: dict, name: str, fix: SizeFix, where: str, stats: LoadStats,
+                runs: tuple[int, int] | None = None) -> dict | None:
+    seg, iscrowd = ann.get("segmentation"), ann.get("iscrowd") or 0
+    if iscrowd not in (0, 1):  # bool("0") is True: the instance would silently become an ignored crowd
+        raise fail(where, f"iscrowd is {iscrowd!r}, expected 0 or 1", "fix the annotation")
+    iscrowd = int(iscrowd)
     if isinstance(seg, dict):
-        rle = _rle(seg, where)
+        rle = _rle(seg, where, fix, runs)
         if tuple(rle["size"]) == fix.size and fix.canvas == fix.size:
             return rle_annotation(rle, name, iscrowd)
         mask = mask_util.decode(rle).astype(bool)  # sized for the canvas: map it to the image
@@ -244,6 +313,7 @@ class _Context:
     mapper: ClassMapper
     stats: LoadStats
     labelstudio: bool
+    rle_runs: dict[int, tuple[int, int]]  # annotation index -> (pixels covered, shortest run)
 
 
 def _image_dict(im: dict, anns: list[tuple[int, dict]], categories: dict[int, str], ctx: _Context) -> dict:
@@ -262,7 +332,7 @@ def _image_dict(im: dict, anns: list[tuple[int, dict]], categories: dict[int, st
             stats.skip("label dropped by class_map", awhere)
             continue
         try:
-            a = _annotation(ann, name, fix, awhere, stats)
+            a = _annotation(ann, name, fix, awhere, stats, ctx.rle_runs.get(i))
         except UserError as e:
             stats.problem(e, "invalid annotation")  # raises unless building a report
             continue
@@ -295,11 +365,14 @@ def coco_dicts(doc: Any, source: str, image_root: str | os.PathLike, mapper: Cla
                                                  if isinstance(doc, dict) else "")
         raise fail(source, f"not a COCO file: {what}", "pass a COCO instances JSON, or set the format")
     labelstudio = is_labelstudio_coco(doc) if labelstudio is None else labelstudio
-    categories = _categories(doc, source)
-    images, dropped = _images(doc, source, labelstudio, stats)
-    all_ids = {im["id"] for im in images} | dropped
-    by_image = _annotations_by_image(doc, source, all_ids, categories)
-    ctx = _Context(source, ImageIndex(image_root, source), mapper, stats, labelstudio)
+    categories = _categories(doc, source, stats)
+    images, dropped, ambiguous = _images(doc, source, labelstudio, stats)
+    all_ids = {im["id"] for im in images} | dropped | ambiguous
+    by_image = _annotations_by_image(doc, source, all_ids, categories, stats)
+    for iid in ambiguous:
+        for i, ann in by_image.get(iid, []):
+            stats.skip("annotation of an image id that appears twice", f"{source}: annotation {ann['id']}")
+    ctx = _Context(source, ImageIndex(image_root, source), mapper, stats, labelstudio, _rle_runs(doc))
     dicts = []
     for im in progress(images, desc=f"reading {Path(source).name}"):
         try:

@@ -12,8 +12,10 @@ once every label has been seen (with ``classes=None`` the classes are discovered
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
 import unicodedata
 import urllib.parse
@@ -40,11 +42,19 @@ __all__ = [
     "ImageIndex",
     "LoadResult",
     "LoadStats",
+    "MAX_IMAGE_PIXELS",
+    "ON_ERROR_POLICIES",
+    "OUTSIDE_SLACK",
+    "check_declared_size",
+    "check_utf8_name",
+    "is_utf8",
+    "coco_rle_totals",
     "exif_orientation",
     "finish_load",
     "mask_annotation",
     "mask_to_rle",
     "normalize_name",
+    "numbers_only",
     "polygon_area",
     "polygons_annotation",
     "progress",
@@ -60,8 +70,17 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PENDING_NAME = "category_name"  # key holding the class name until ClassMapper.assign() sets category_id
 UNKNOWN_POLICIES = ("error", "skip")
+ON_ERROR_POLICIES = ("error", "skip")  # an invalid item: stop with its one-line error | skip it, counted
 PROGRESS_MIN_ITEMS = 200  # smaller loads finish before a progress bar would be worth reading
+# Pillow refuses to open images above 2x its MAX_IMAGE_PIXELS (DecompressionBombError), and so does
+# Detectron2's read_image: a declared size above that is never a real training image, and is the bound
+# on every mask the importers allocate.
+MAX_IMAGE_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+# A vertex farther outside the image than this fraction of its width/height is not a click beside the
+# border but a wrong unit or a wrong image (and huge values overflow pycocotools' rasteriser).
+OUTSIDE_SLACK = 0.5
 _EXIF_ORIENTATION = 0x0112
+_JSON_NUMBERS = {int, float}
 
 
 # ----------------------------------------------------------------------------------------------- JSON
@@ -87,11 +106,16 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        hint = "the file looks truncated" if e.pos >= len(text.rstrip()) else "the file is not valid JSON"
+        cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")  # ran into the end
+        hint = "the file looks truncated" if cut else "the file is not valid JSON"
         raise fail(
             str(path), f"invalid JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}",
             f"{hint}; export it again from the annotation tool",
         ) from None
+    except (RecursionError, ValueError) as e:  # nested thousands deep; an integer of > 4300 digits
+        what = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
+        raise fail(str(path), f"not an annotation file: JSON {what}",
+                   "export it again from the annotation tool") from None
 
 
 # -------------------------------------------------------------------------------------- skipped items
@@ -161,7 +185,7 @@ class LoadStats:
             raise error
         kind = getattr(error, "kind", kind)
         self.problems.append((kind, str(error)))
-        self.skip(f"invalid: {kind}", str(error).split(": ", 1)[0])
+        self.skip(f"invalid: {kind}", str(error).split(" — ", 1)[0])  # file, item and what, not the fix
 
     @property
     def total(self) -> int:
@@ -410,6 +434,8 @@ def validate_polygon(points: Any, where: str) -> np.ndarray:
             "zero area".
     """
     try:
+        if not isinstance(points, np.ndarray) and not numbers_only(points):
+            raise TypeError  # True/"12" would become 1.0/12.0 in np.asarray: a silently moved vertex
         p = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError):
         raise _geometry_error(where, f"points are not a list of [x, y] numbers: {str(points)[:60]}",
@@ -427,6 +453,30 @@ def validate_polygon(points: Any, where: str) -> np.ndarray:
         raise _geometry_error(where, "polygon has zero area (all points on one line)",
                               "redraw or delete this shape", "zero area")
     return p
+
+
+def numbers_only(points: Any) -> bool:
+    """bool: True when ``points`` is a list of lists of JSON numbers (int or float; bool and str are not).
+
+    Args:
+        points: the parsed ``points`` value (shape not checked here).
+    """
+    try:
+        types = set(map(type, itertools.chain.from_iterable(points)))  # C speed: polygons can be long
+    except TypeError:  # not a list of lists
+        return False
+    return types <= _JSON_NUMBERS or all(issubclass(t, (int, float, np.number)) and not issubclass(t, bool)
+                                         for t in types)  # numpy scalars from internal callers
+
+
+def _check_extent(lo: np.ndarray, hi: np.ndarray, size: tuple[int, int], where: str) -> None:
+    h, w = size
+    slack = np.array([OUTSIDE_SLACK * w, OUTSIDE_SLACK * h])
+    if (lo < -slack).any() or (hi > np.array([w, h]) + slack).any():
+        far = np.where(lo < -slack, lo, hi)
+        raise _geometry_error(
+            where, f"the shape reaches ({far[0]:.6g}, {far[1]:.6g}), far outside the {w}x{h} image",
+            "fix the coordinates (pixels of this image?) or delete this shape", "outside the image")
 
 
 def _clip_box(x0: float, y0: float, x1: float, y1: float, size: tuple[int, int] | None) -> list[float]:
@@ -455,7 +505,8 @@ def polygons_annotation(
         polygons (list[np.ndarray]): validated (N, 2) pixel vertices (see :func:`validate_polygon`).
         category (str, int or None): a class name (resolved to ``category_id`` later by
             :meth:`ClassMapper.assign`) or a final ``category_id``.
-        image_size (tuple[int, int] or None): (height, width); the box is clipped to it.
+        image_size (tuple[int, int] or None): (height, width); the box is clipped to it, and a vertex
+            farther outside than :data:`OUTSIDE_SLACK` of the size is an error.
         where (str): the item, for the error when the shape lies outside the image.
 
     Returns:
@@ -463,6 +514,8 @@ def polygons_annotation(
         ``iscrowd`` 0, and ``category_id`` or the pending class name.
     """
     allp = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    if image_size is not None:
+        _check_extent(allp.min(axis=0), allp.max(axis=0), image_size, where)
     bbox = _clip_box(*allp.min(axis=0), *allp.max(axis=0), image_size)
     if bbox[2] <= 0 or bbox[3] <= 0:
         raise _geometry_error(where, "the shape lies outside the image", "move or delete this shape",
@@ -505,6 +558,85 @@ def mask_annotation(mask: np.ndarray, category: str | int | None = None) -> dict
         dict or None: the annotation (box = extent of the mask's pixels), None when the mask is empty.
     """
     return rle_annotation(mask_to_rle(mask), category)
+
+
+def coco_rle_totals(counts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels covered and shortest run of many compressed COCO RLE strings, decoded in one numpy pass.
+
+    The format (pycocotools' ``rleFrString``): each run is a little-endian sequence of 5-bit groups in
+    characters ``'0'..'o'`` (48 + value; bit 0x20 = more groups follow, bit 0x10 of the last group =
+    negative); from the fourth run on, a run is stored as the difference to the run two places before.
+    pycocotools trusts the counts: a string covering fewer pixels than H*W leaves mask bytes unset, one
+    covering more (or holding a negative run) writes past the mask. Check ``totals == H*W`` and
+    ``min_runs >= 0`` before decoding.
+
+    Args:
+        counts (sequence of str or bytes): the ``counts`` strings.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: per string, the sum of its runs and its smallest run (int64;
+        0 and 0 for an empty string).
+
+    Raises:
+        ValueError: for a character outside ``'0'..'o'`` or a string ending inside a run (the message
+            names the string's index).
+    """
+    runs, string_of = _rle_runs(counts)
+    totals, mins = np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64)
+    if runs.size:
+        present = np.flatnonzero(np.concatenate(([True], string_of[1:] != string_of[:-1])))
+        totals[string_of[present]] = np.add.reduceat(runs, present)
+        mins[string_of[present]] = np.minimum.reduceat(runs, present)
+    return totals, mins
+
+
+def _group_start(groups: np.ndarray) -> np.ndarray:
+    """For each element of the sorted ``groups``, the index of its group's first element."""
+    index = np.arange(groups.size)
+    change = np.concatenate(([True], groups[1:] != groups[:-1])) if groups.size else groups.astype(bool)
+    return np.maximum.accumulate(np.where(change, index, 0)) if groups.size else index
+
+
+def _chain_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Cumulative sums restarting at every new value of the sorted ``groups``."""
+    csum = np.cumsum(values)
+    return csum - (csum - values)[_group_start(groups)]
+
+
+def _rle_runs(counts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Decode compressed COCO RLE strings, vectorised over all their characters.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: every run length (int64, strings one after another) and the
+        index of the string it belongs to.
+    """
+    raw = [c.encode("latin-1", "replace") if isinstance(c, str) else bytes(c) for c in counts]
+    lengths = np.fromiter(map(len, raw), np.int64, len(raw))
+    c = np.frombuffer(b"".join(raw), np.uint8).astype(np.int64) - 48
+    bad = np.flatnonzero((c < 0) | (c > 63))
+    if bad.size:
+        raise ValueError(f"string {np.searchsorted(np.cumsum(lengths), bad[0], 'right')}: character "
+                         f"{chr(c[bad[0]] + 48)!r} is not a COCO RLE character ('0'..'o')")
+    if not c.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    last = (c & 0x20) == 0  # the last 5-bit group of a run
+    unfinished = np.flatnonzero((lengths > 0) & ~last[np.maximum(np.cumsum(lengths) - 1, 0)])
+    if unfinished.size:
+        raise ValueError(f"string {unfinished[0]}: the counts string ends inside a run")
+    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
+    k = np.arange(c.size) - np.repeat(starts, np.diff(np.append(starts, c.size)))  # group index in its run
+    value = np.add.reduceat((c & 0x1F) << np.minimum(5 * k, 58), starts)  # > 11 groups only in garbage
+    ends = np.flatnonzero(last)
+    sign = (c[ends] & 0x10).astype(bool)
+    value[sign] -= np.left_shift(1, np.minimum(5 * (k[ends[sign]] + 1), 62))
+    run_string = np.repeat(np.arange(len(raw)), lengths)[ends]
+    j = np.arange(value.size) - _group_start(run_string)  # run index inside its string
+    # from the 4th run on, a run is the difference to the run two before: cumulative sums along the
+    # chains (string, odd j) and (string, even j >= 2); run 0 stands alone
+    runs = value.copy()
+    for chain in ((j % 2) == 1, (j % 2 == 0) & (j >= 2)):
+        runs[chain] = _chain_cumsum(value[chain], run_string[chain])
+    return runs, run_string
 
 
 def rle_annotation(rle: dict, category: str | int | None = None, iscrowd: int = 0) -> dict | None:
@@ -562,10 +694,69 @@ def read_image_size(path: str | os.PathLike, where: str = "") -> tuple[int, int]
         with Image.open(path) as im:
             w, h = im.size
             orientation = exif_orientation(im)
+    except Image.DecompressionBombError as e:  # not an OSError; Detectron2's read_image would raise it too
+        raise fail(where or str(path), f"image {path} is too large to open: {e}",
+                   f"resize it below {MAX_IMAGE_PIXELS} pixels") from None
     except (UnidentifiedImageError, OSError) as e:
         raise fail(where or str(path), f"cannot read image {path}: {e}",
                    "replace the file with a valid image") from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def check_declared_size(height: Any, width: Any, where: str, what: str = "size") -> tuple[int, int]:
+    """Check an image size written in an annotation file: positive, finite, openable.
+
+    Args:
+        height: the recorded height (a JSON value).
+        width: the recorded width.
+        where (str): the item, for the error.
+        what (str): how the file calls the size (``"imageWidth/imageHeight"`` ...), for the error.
+
+    Returns:
+        tuple[int, int]: (height, width), rounded.
+
+    Raises:
+        UserError: for a value that is not a positive finite number, or a size above
+            :data:`MAX_IMAGE_PIXELS` (no mask that large is ever allocated).
+    """
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0.5
+             for v in (height, width))
+    if not ok:
+        given = "missing" if height is None or width is None else f"{width!r}x{height!r} (WxH)"
+        raise fail(where, f"{what} is {given}, expected positive numbers",
+                   "re-export the annotations (or delete the size fields to use the image's)")
+    h, w = int(round(height)), int(round(width))
+    if h * w > MAX_IMAGE_PIXELS:
+        raise fail(where, f"{what} is {w}x{h} (WxH), larger than any image Detectron2 can read "
+                   f"({MAX_IMAGE_PIXELS} pixels)", "re-export the annotations of the real image")
+    return h, w
+
+
+def is_utf8(name: str) -> bool:
+    """bool: False for a file name that was not valid UTF-8 on disk (Python holds it with surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_utf8_name(path: str, where: str) -> str:
+    """Return ``path`` when it is valid UTF-8; a file name in another encoding is an error.
+
+    On Linux such names reach Python as lone surrogates; they cannot be written to a JSON or a log file.
+
+    Args:
+        path (str): the file path.
+        where (str): the item, for the error.
+
+    Returns:
+        str: ``path``.
+    """
+    if not is_utf8(path):
+        raise fail(where, f"file name {os.fsencode(path)!r} is not valid UTF-8",
+                   "rename the file (e.g. convmv -f latin1 -t utf8 --notest <file>)")
+    return path
 
 
 def exif_orientation(im: Image.Image) -> int:
@@ -623,6 +814,6 @@ class ImageIndex:
     def __len__(self) -> int:
         return len(self.relpaths)
 
-    def path(self, rel: str) -> str:
-        """str: absolute path of an indexed relative path."""
-        return os.path.abspath(self.root / rel)
+    def path(self, rel: str, where: str = "") -> str:
+        """str: absolute path of an indexed relative path (an error when the name is not UTF-8)."""
+        return check_utf8_name(os.path.abspath(self.root / rel), where or str(self.root))

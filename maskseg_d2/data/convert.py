@@ -20,7 +20,7 @@ from typing import Any
 from pycocotools import mask as mask_util
 
 from ..errors import fail
-from .common import LoadResult
+from .common import ON_ERROR_POLICIES, LoadResult
 from .formats import read_dataset
 
 __all__ = ["to_coco", "convert", "ConvertSummary", "relative_file_name"]
@@ -43,6 +43,7 @@ class ConvertSummary:
         skipped (dict[str, int]): skipped items by reason.
         adjusted (dict[str, int]): adjusted items by reason.
         report (dict or None): the validation report summary, when asked for.
+        invalid (int): invalid items left out (``on_error="skip"``; also counted in ``skipped``).
     """
 
     output: str | None
@@ -53,6 +54,7 @@ class ConvertSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     adjusted: dict[str, int] = field(default_factory=dict)
     report: dict | None = None
+    invalid: int = 0
 
 
 def relative_file_name(file_name: str, image_root: str | os.PathLike) -> str:
@@ -137,13 +139,15 @@ def convert(
     class_map: dict[str, Any] | None = None,
     unknown: str = "error",
     report_dir: str | os.PathLike | None = None,
+    on_error: str = "error",
 ) -> ConvertSummary:
     """Read any supported export(s) and write one COCO instances JSON (and optionally a report).
 
     With ``report_dir``, the inputs are read leniently (every invalid item is collected rather than
     the first one raised) and :func:`~maskseg_d2.data.report.write_report` writes the validation
     report there; if any item was invalid, no COCO file is written and a one-line error points to
-    the report.
+    the report -- unless ``on_error="skip"``: invalid items (a bad region, image, task or whole file)
+    are then left out, counted in ``ConvertSummary.skipped`` / ``invalid``, and the valid rest is written.
 
     Args:
         inputs (str, PathLike or list): export file(s) or LabelMe folder(s).
@@ -155,25 +159,31 @@ def convert(
         class_map (dict or None): raw label -> class name (to null: drop the label).
         unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
         report_dir (str, PathLike or None): where to write the validation report.
+        on_error (str): ``"error"`` (the first invalid item stops it, one line) or ``"skip"``.
 
     Returns:
         ConvertSummary: counts, classes and (with a report) its summary.
     """
+    if on_error not in ON_ERROR_POLICIES:
+        raise fail(f"on_error={on_error}", "unknown policy", f"use one of {', '.join(ON_ERROR_POLICIES)}")
     paths = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
-    result = read_dataset(paths, fmt, image_root, classes, class_map, unknown, strict=report_dir is None)
-    if not result.dicts and not result.problems:
-        raise fail(", ".join(paths), "no labelled image", "annotate some images and export again")
+    strict = report_dir is None and on_error == "error"
+    result = read_dataset(paths, fmt, image_root, classes, class_map, unknown, strict=strict)
+    if not result.dicts and (on_error == "skip" or not result.problems):
+        first = f" ({len(result.problems)} invalid item(s) skipped, e.g. {result.problems[0][1]})" \
+            if result.problems else ""
+        raise fail(", ".join(paths), f"no labelled image{first}", "annotate some images and export again")
     if image_root is None:  # LabelMe finds its images itself: write paths relative to their common folder
         folders = [os.path.dirname(os.path.abspath(d["file_name"])) for d in result.dicts]
         image_root = os.path.commonpath(folders) if folders else os.getcwd()
     summary = ConvertSummary(None, len(result.dicts), sum(len(d["annotations"]) for d in result.dicts),
                              list(result.thing_classes), result.format, dict(result.skipped),
-                             dict(result.adjusted))
+                             dict(result.adjusted), invalid=len(result.problems))
     if report_dir is not None:
         from .report import write_report
 
         summary.report = write_report(result, report_dir)
-        if result.problems:
+        if result.problems and on_error == "error":
             first = result.problems[0][1]
             listed = Path(report_dir) / "report.md"
             raise fail(str(report_dir), f"{len(result.problems)} invalid item(s), e.g. {first}",

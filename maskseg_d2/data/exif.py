@@ -12,7 +12,8 @@ with the size the annotation file records:
   display-pixel coordinates (LabelMe, a generic COCO file) are kept, and a shape reaching beyond the
   display bounds is an error (it was drawn on the un-rotated photo). Counted as an adjustment;
 * any other size with the same aspect ratio (within :data:`ASPECT_TOLERANCE`) -> the photos were
-  resized after annotating: coordinates and masks are rescaled. Counted and reported;
+  resized after annotating: coordinates and masks are rescaled. Counted and reported (up to
+  :data:`RESCALE_LIMIT` times per side; beyond that it is an error);
 * anything else -> :class:`~maskseg_d2.errors.UserError` naming both sizes.
 
 Importers compute geometry on the *canvas* (:attr:`SizeFix.canvas`) and map it to the image with
@@ -27,13 +28,14 @@ import cv2
 import numpy as np
 
 from ..errors import fail
-from .common import GeometryError, LoadStats, read_image_size
+from .common import GeometryError, LoadStats, check_declared_size, read_image_size
 
-__all__ = ["ASPECT_TOLERANCE", "EXIF_NOTE", "RESCALE_NOTE", "SizeFix", "reconcile_size"]
+__all__ = ["ASPECT_TOLERANCE", "EXIF_NOTE", "RESCALE_LIMIT", "RESCALE_NOTE", "SizeFix", "reconcile_size"]
 
 ASPECT_TOLERANCE = 0.01  # 1%: a 4000x3000 photo resized to 1333x1000 (rounded) still matches
 EXIF_NOTE = "EXIF-rotated image whose size was recorded before rotation"
 RESCALE_NOTE = "image resized since it was annotated (geometry rescaled)"
+RESCALE_LIMIT = 32.0  # a photo shrunk or grown more than this per side since annotating is another image
 _BOUNDS_SLACK = 1.0  # px a shape may overshoot the image (clicks on the border) before it counts as outside
 
 
@@ -103,6 +105,15 @@ class SizeFix:
             return p
         return p * np.array(self.scale)
 
+    def check_mask_size(self, shape: tuple[int, int], where: str) -> None:
+        """Raise a :class:`GeometryError` unless a (H, W) mask ``shape`` is the canvas size (check it
+        before decoding a mask of a declared size, so a wrong size never allocates anything)."""
+        if tuple(shape) != self.canvas:
+            raise GeometryError(str(fail(
+                where, f"mask is {shape[1]}x{shape[0]} (WxH) but the image is "
+                f"{self.canvas_width}x{self.canvas_height}", "re-export the annotations")),
+                "mask size mismatch")
+
     def mask(self, mask: np.ndarray, where: str) -> np.ndarray:
         """Map a (H, W) canvas-sized mask to the image size (nearest neighbour when rescaled).
 
@@ -113,11 +124,7 @@ class SizeFix:
         Returns:
             np.ndarray: (height, width) bool mask.
         """
-        if mask.shape != self.canvas:
-            raise GeometryError(str(fail(
-                where, f"mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but the image is "
-                f"{self.canvas_width}x{self.canvas_height}", "re-export the annotations")),
-                "mask size mismatch")
+        self.check_mask_size(mask.shape, where)
         if self.canvas == self.size:
             return mask
         resized = cv2.resize(mask.astype(np.uint8), (self.width, self.height),
@@ -131,7 +138,7 @@ def _aspect_matches(h: int, w: int, rh: int, rw: int) -> bool:
 
 def reconcile_size(
     path: str | os.PathLike, height: float, width: float, where: str, *, relative: bool,
-    stats: LoadStats | None = None,
+    stats: LoadStats | None = None, what: str = "size",
 ) -> SizeFix:
     """Compare the recorded size with the real image and say how to map geometry (see module doc).
 
@@ -143,16 +150,20 @@ def reconcile_size(
         relative (bool): True when the tool computed coordinates from the recorded size (Label Studio
             percentages), False for absolute display-pixel coordinates (LabelMe, COCO).
         stats (LoadStats or None): where adjustments are counted.
+        what (str): how the file calls the size (``"imageWidth/imageHeight"`` ...), for errors.
 
     Returns:
         SizeFix: real size, canvas and kind.
     """
+    h, w = check_declared_size(height, width, where, what)  # before anything is sized by it
     rh, rw = read_image_size(path, where)
-    h, w = int(round(height)), int(round(width))
     if (h, w) == (rh, rw):
         return SizeFix(rh, rw, h, w)
-    if h <= 0 or w <= 0:
-        raise fail(where, f"annotation says {w}x{h} (WxH)", "re-export the annotations")
+    factor = max(h * w / (rh * rw), rh * rw / (h * w)) ** 0.5
+    if factor > RESCALE_LIMIT:  # not a resized photo but another image (and a canvas worth no allocation)
+        raise fail(where, f"annotation says {w}x{h} (WxH) but image {path} is {rw}x{rh}, {factor:.0f} times "
+                   f"{'smaller' if h * w > rh * rw else 'larger'}",
+                   "annotate the same image you train on, or re-export the annotations")
     transposed = (h, w) == (rw, rh) or (_aspect_matches(w, h, rh, rw) and not _aspect_matches(h, w, rh, rw))
     if transposed:  # recorded before EXIF rotation (and maybe resized since)
         if stats is not None:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import fail
+from ..errors import UserError, fail
 from .coco import coco_dicts, is_coco, is_labelstudio_coco
 from .common import ClassMapper, LoadResult, LoadStats, finish_load, read_json
 from .labelme import labelme_dicts, labelme_files
@@ -143,7 +143,9 @@ def read_dataset(
         pick (str): Label Studio annotation choice policy
             (:func:`~maskseg_d2.data.labelstudio.pick_annotation`).
         image_key (str or None): Label Studio task field holding the image; None guesses it.
-        strict (bool): False collects invalid items in ``problems`` instead of raising (report mode).
+        strict (bool): False collects invalid items in ``problems`` instead of raising (report mode,
+            ``on_error=skip``): each is skipped and counted, and a file that cannot be read at all is
+            one such item.
 
     Returns:
         LoadResult: the merged dicts (class ids assigned), classes, counts; ``format`` names the
@@ -158,25 +160,35 @@ def read_dataset(
     mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
     dicts, formats, labelme = [], [], []
     for path in paths:
-        if Path(path).is_dir():
-            if fmt != "auto":
-                _check_explicit(fmt, "labelme", path)
-            labelme += labelme_files(path)
-            formats.append("labelme")
+        try:  # a whole file that cannot be read is one problem: skipped (and counted) when lenient
+            kind = _read_one(path, fmt, image_root, mapper, stats, pick, image_key, dicts, labelme)
+        except UserError as e:
+            stats.problem(e, "unreadable file")  # raises unless lenient
             continue
-        doc = read_json(path)
-        detected = detect_doc_format(doc, path)
-        kind = detected if fmt == "auto" else _check_explicit(fmt, detected, path)
         formats.append(kind)
-        if kind == "labelme":
-            labelme.append(Path(path))
-        elif kind in ("coco", "labelstudio_coco"):
-            root = _need_root(image_root, kind, path)
-            dicts += coco_dicts(doc, path, root, mapper, stats, labelstudio=kind == "labelstudio_coco")
-        else:
-            tasks = check_tasks(doc, path) if kind == "labelstudio" else min_records_to_tasks(doc, path)
-            root = _need_root(image_root, kind, path)
-            dicts += tasks_to_dicts(tasks, path, root, mapper, stats, pick, image_key)
     if labelme:
         dicts += labelme_dicts(labelme, mapper, stats)
     return finish_load(dicts, mapper, stats, "+".join(dict.fromkeys(formats)), logger)
+
+
+def _read_one(path: str, fmt: str, image_root: str | os.PathLike | None, mapper: ClassMapper,
+              stats: LoadStats, pick: str, image_key: str | None, dicts: list, labelme: list) -> str:
+    """Read one input into ``dicts`` (LabelMe files are queued in ``labelme``); return its format."""
+    if Path(path).is_dir():
+        if fmt != "auto":
+            _check_explicit(fmt, "labelme", path)
+        labelme += labelme_files(path)
+        return "labelme"
+    doc = read_json(path)
+    detected = detect_doc_format(doc, path)
+    kind = detected if fmt == "auto" else _check_explicit(fmt, detected, path)
+    if kind == "labelme":
+        labelme.append(Path(path))
+    elif kind in ("coco", "labelstudio_coco"):
+        root = _need_root(image_root, kind, path)
+        dicts += coco_dicts(doc, path, root, mapper, stats, labelstudio=kind == "labelstudio_coco")
+    else:
+        tasks = check_tasks(doc, path) if kind == "labelstudio" else min_records_to_tasks(doc, path, stats)
+        root = _need_root(image_root, kind, path)
+        dicts += tasks_to_dicts(tasks, path, root, mapper, stats, pick, image_key)
+    return kind

@@ -28,11 +28,14 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError, fail
 from .common import (
+    OUTSIDE_SLACK,
     ClassMapper,
     LoadResult,
     LoadStats,
     finish_load,
+    check_utf8_name,
     mask_annotation,
+    numbers_only,
     polygons_annotation,
     progress,
     rasterize_polygons,
@@ -82,14 +85,18 @@ def labelme_files(json_dir_or_files: str | os.PathLike | Iterable[str | os.PathL
 
 
 def _image_path_candidates(json_file: Path, image_path: str) -> list[Path]:
-    """Where ``imagePath`` may point: relative to the JSON (Windows separators normalised)."""
+    """Where ``imagePath`` may point: relative to the JSON (Windows separators normalised).
+
+    An absolute path (Windows or POSIX) is looked up by its name next to the JSON only: LabelMe writes
+    relative paths, and an annotation file must not make us open files anywhere on the machine.
+    """
     if "\\" in image_path:
         win = PureWindowsPath(image_path)
-        if win.drive or win.root:  # an absolute Windows path: only the name can still match
+        if win.drive or win.root:
             return [json_file.parent / win.name]
         return [json_file.parent.joinpath(*win.parts)]
     p = Path(image_path)
-    return [p] if p.is_absolute() else [json_file.parent / p]
+    return [json_file.parent / p.name] if p.is_absolute() else [json_file.parent / p]
 
 
 def _decode_image_data(json_file: Path, image_data: str, where: str) -> Path:
@@ -97,7 +104,7 @@ def _decode_image_data(json_file: Path, image_data: str, where: str) -> Path:
         raw = base64.b64decode(image_data, validate=False)
         with Image.open(io.BytesIO(raw)) as im:
             fmt = im.format or "PNG"
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise fail(where, f"imageData is not a base64 image: {e}", "save the file again in LabelMe") from None
     out = json_file.parent / CACHE_DIR / (json_file.stem + _FORMAT_EXT.get(fmt, ".png"))
     if not out.is_file() or hashlib.sha1(out.read_bytes()).digest() != hashlib.sha1(raw).digest():
@@ -114,9 +121,9 @@ def _resolve_image(json_file: Path, doc: dict, where: str) -> str:
     candidates = _image_path_candidates(json_file, image_path) if has_path else []
     for c in candidates:
         if c.is_file():
-            return os.path.abspath(c)
+            return check_utf8_name(os.path.abspath(c), where)
     if isinstance(doc.get("imageData"), str) and doc["imageData"]:
-        return os.path.abspath(_decode_image_data(json_file, doc["imageData"], where))
+        return check_utf8_name(os.path.abspath(_decode_image_data(json_file, doc["imageData"], where)), where)
     if not candidates:
         raise fail(where, "no imagePath and no imageData",
                    "open the image in LabelMe and save the file again")
@@ -154,6 +161,8 @@ def circle_polygon(center: tuple[float, float], radius: float, max_error: float 
 
 def _points(shape: dict, where: str, count: int | None = None) -> np.ndarray:
     try:
+        if not numbers_only(shape.get("points")):
+            raise TypeError  # True/"12" would silently become 1.0/12.0
         p = np.asarray(shape.get("points"), dtype=np.float64)
     except (TypeError, ValueError):
         p = np.zeros((0, 3))
@@ -173,7 +182,7 @@ def _decode_mask_png(b64: Any, where: str) -> np.ndarray:
             if im.mode in ("RGBA", "LA", "PA"):
                 return np.asarray(im.getchannel("A")) > 0
             return np.asarray(im.convert("L")) > 0
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise fail(where, f"mask is not a base64 PNG: {e}", "redraw or delete this shape") from None
 
 
@@ -197,7 +206,12 @@ def _shape_geometry(shape: dict, stype: str, fix: SizeFix, where: str) -> np.nda
         return fix.mask(_mask_shape(shape, fix.canvas, where), where)
     if stype == "circle":
         (cx, cy), rim = _points(shape, where, count=2)
-        polygon = circle_polygon((cx, cy), float(np.hypot(*(rim - (cx, cy)))))
+        radius = float(np.hypot(*(rim - (cx, cy))))
+        h, w = fix.canvas
+        if radius > (1 + 2 * OUTSIDE_SLACK) * max(h, w):  # before millions of vertices are made
+            raise fail(where, f"circle radius {radius:.6g} is far larger than the {w}x{h} image",
+                       "redraw or delete this shape")
+        polygon = circle_polygon((cx, cy), radius)
     elif stype == "rectangle":
         p = _points(shape, where)
         (x0, y0), (x1, y1) = p.min(axis=0), p.max(axis=0)
@@ -260,6 +274,10 @@ def _collect_instances(shapes: list, fix: SizeFix, where: str, ctx: _Context) ->
             ctx.stats.problem(e, "invalid shape")  # raises unless building a report
             continue
         gid = shape.get("group_id")
+        if isinstance(gid, (bool, float)) or not isinstance(gid, (int, str, type(None))):
+            ctx.stats.problem(fail(swhere, f"group_id is {gid!r}, expected an integer or null",
+                                   "fix the group ID in LabelMe"), "invalid shape")
+            continue
         key = (name, gid) if gid is not None else (None, k)  # None: never a class name
         instances.setdefault(key, (name, swhere, []))[2].append(geometry)
     return instances
@@ -273,10 +291,11 @@ def _load_file(json_file: Path, ctx: _Context) -> dict:
                    "keep only LabelMe JSON files in this folder")
     file_name = _resolve_image(json_file, doc, where)
     h, w = doc.get("imageHeight"), doc.get("imageWidth")
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        fix = reconcile_size(file_name, h, w, where, relative=False, stats=ctx.stats)
-    else:
+    if h is None and w is None:  # no size recorded: nothing to reconcile
         fix = SizeFix.of_image(file_name, where)
+    else:
+        fix = reconcile_size(file_name, h, w, where, relative=False, stats=ctx.stats,
+                             what="imageWidth/imageHeight")
     annotations = []
     for name, swhere, parts in _collect_instances(doc["shapes"], fix, where, ctx).values():
         try:

@@ -14,7 +14,7 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
@@ -26,12 +26,15 @@ from .common import (
     IMAGE_EXTENSIONS,
     ClassMapper,
     ImageIndex,
+    GeometryError,
     LoadResult,
     LoadStats,
     finish_load,
     mask_annotation,
     normalize_name,
     polygons_annotation,
+    check_declared_size,
+    is_utf8,
     progress,
     read_json,
     validate_polygon,
@@ -48,6 +51,9 @@ PICK_POLICIES = ("ground_truth_then_latest", "latest", "first")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
 _URL_SCHEMES = ("http", "https", "s3", "gs", "gcs", "azure-blob")
 _IMAGE_KEYS = ("image", "img", "photo", "picture", "url")
+# Label Studio keeps every point inside the image (0..100 %); a point of slack absorbs float noise and
+# clicks on the border. Beyond that the number is not a percentage (pixels written as percent ...).
+PERCENT_SLACK = 1.0
 
 
 # ------------------------------------------------------------------------------------ image paths
@@ -97,6 +103,9 @@ def _missing(index: ImageIndex, name: str, uri: str, where: str) -> UserError:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     cands = [index.by_name[c][0] for c in close]
     hint = f"closest files: {', '.join(cands)}" if cands else f"{len(index)} image(s) there"
+    not_utf8 = [n for n in names if not is_utf8(n)]
+    if not_utf8:  # e.g. 'café.jpg' copied from a zip as b'caf\xe9.jpg'
+        hint += f"; {len(not_utf8)} file name(s) there are not UTF-8, e.g. {os.fsencode(not_utf8[0])!r}"
     return fail(where, f"image {uri!r} not found under {index.root} ({hint})",
                 f"put the photo '{name}' in {index.root} or fix the task's image path")
 
@@ -152,7 +161,7 @@ def resolve_relative(ref: str, index: ImageIndex, uri: str, where: str) -> str:
     for i in range(len(parts)):
         tail = PurePosixPath(*parts[i:]).as_posix()
         if tail in index.relpaths:
-            return index.path(tail)
+            return index.path(tail, where)
     return resolve_name([parts[-1] if parts else ref], index, uri, where)
 
 
@@ -173,7 +182,7 @@ def resolve_name(names: list[str], index: ImageIndex, uri: str, where: str) -> s
         for name in names:
             hit = _unique(lookup(name), index, uri, where)
             if hit is not None:
-                return index.path(hit)
+                return index.path(hit, where)
     raise _missing(index, names[-1], uri, where)
 
 
@@ -249,8 +258,18 @@ def pick_annotation(annotations: list[dict], pick: str = "ground_truth_then_late
 # --------------------------------------------------------------------------------------- results
 
 
+def _check_percent(values: np.ndarray, what: str, where: str) -> None:
+    bad = values[(values < -PERCENT_SLACK) | (values > 100 + PERCENT_SLACK)]
+    if bad.size:
+        raise GeometryError(str(fail(
+            where, f"{what} {bad.flat[0]:.6g} is outside 0-100 (Label Studio stores percent of the image)",
+            "fix or delete this region (were pixels written as percent?)")), "outside the image")
+
+
 def _percent_points(points: Any, width: int, height: int, where: str) -> np.ndarray:
-    return validate_polygon(points, where) * np.array([width / 100.0, height / 100.0])
+    p = validate_polygon(points, where)
+    _check_percent(p, "a point coordinate", where)
+    return p * np.array([width / 100.0, height / 100.0])
 
 
 def _number(value: dict, key: str, where: str, default: float | None = None) -> float:
@@ -258,6 +277,15 @@ def _number(value: dict, key: str, where: str, default: float | None = None) -> 
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise fail(where, f"value.{key} is {v!r}, expected a finite number", "fix or delete this region")
     return float(v)
+
+
+def _percent(value: dict, key: str, where: str, positive: bool = False) -> float:
+    v = _number(value, key, where)
+    if positive and v <= 0:  # a negative width would flip the box silently
+        raise GeometryError(str(fail(where, f"value.{key} is {v:g}, expected > 0",
+                                     "redraw or delete this region")), "zero area")
+    _check_percent(np.array([v]), f"value.{key}", where)
+    return v
 
 
 def rectangle_corners(x: float, y: float, w: float, h: float, rotation: float) -> np.ndarray:
@@ -285,9 +313,13 @@ def _polygon_result(value: dict, size: tuple[int, int], where: str) -> list[np.n
 
 def _rectangle_result(value: dict, size: tuple[int, int], where: str) -> list[np.ndarray]:
     h, w = size
-    x, y = _number(value, "x", where) * w / 100, _number(value, "y", where) * h / 100
-    bw, bh = _number(value, "width", where) * w / 100, _number(value, "height", where) * h / 100
-    corners = rectangle_corners(x, y, bw, bh, _number(value, "rotation", where, 0.0))
+    x, y = _percent(value, "x", where) * w / 100, _percent(value, "y", where) * h / 100
+    bw, bh = _percent(value, "width", where, True) * w / 100, _percent(value, "height", where, True) * h / 100
+    rotation = _number(value, "rotation", where, 0.0)
+    if abs(rotation) > 360:  # Label Studio stores 0..360 degrees
+        raise fail(where, f"value.rotation is {rotation:g}, expected degrees in 0..360",
+                   "fix or delete this region")
+    corners = rectangle_corners(x, y, bw, bh, rotation)
     return [validate_polygon(corners, where)]
 
 
@@ -299,13 +331,13 @@ def _brush_result(value: dict, size: tuple[int, int], where: str) -> np.ndarray:
 
     h, w = size
     try:
-        values = ls_rle.decode(value["rle"])
+        values = ls_rle.decode(value["rle"], expected=h * w * 4)  # checked before anything is allocated
+    except ls_rle.CountMismatch as e:
+        raise fail(where, f"brush RLE holds {e.num} values but the {w}x{h} image needs {h * w * 4} "
+                   "(RGBA)", "re-export the project, or delete this region") from None
     except Exception as e:  # corrupt RLE: name the region
         raise fail(where, f"cannot decode the brush RLE: {e}",
                    "re-export the project, or delete this region") from None
-    if values.size != h * w * 4:
-        raise fail(where, f"brush RLE holds {values.size} values but the {w}x{h} image needs {h * w * 4} "
-                   "(RGBA)", "re-export the project, or delete this region")
     # alpha >= 128, as ls_rle.rle_to_mask; read as little-endian uint32 (alpha = top byte), the RGBA bytes
     # are scanned contiguously: 4x faster than the strided alpha slice on a 1024x768 mask
     return (values.view("<u4") >= 0x80000000).reshape(h, w)
@@ -327,14 +359,12 @@ class _Context:
     stats: LoadStats
     pick: str
     image_key: str | None
+    seen_ids: dict[Any, int] = field(default_factory=dict)  # task id -> its index in the file
 
 
 def _result_size(res: dict, where: str) -> tuple[int, int]:
-    h, w = res.get("original_height"), res.get("original_width")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        raise fail(where, f"original_width/original_height missing or invalid ({w!r}, {h!r})",
-                   "re-export the project as 'JSON' from Label Studio")
-    return int(round(h)), int(round(w))
+    return check_declared_size(res.get("original_height"), res.get("original_width"), where,
+                               "original_width/original_height")
 
 
 def _result_annotation(res: dict, fix: SizeFix, where: str, ctx: _Context) -> dict | None:
@@ -372,7 +402,7 @@ def _geometry_results(results: list, where: str, ctx: _Context) -> list[tuple[di
         if not isinstance(res, dict):
             raise fail(f"{where} result #{j}", "result is not an object", "re-export the project as 'JSON'")
         rwhere = f"{where} result {res.get('id', '?')} (#{j}, {res.get('type')})"
-        if res.get("type") not in _GEOMETRY:
+        if not isinstance(res.get("type"), str) or res["type"] not in _GEOMETRY:
             ctx.stats.skip(f"{res.get('type')} result", rwhere)
             continue
         if res.get("image_rotation"):
@@ -417,7 +447,14 @@ def _load_task(task: Any, i: int, ctx: _Context) -> dict | None:
     if not isinstance(task, dict):
         raise fail(f"{ctx.source}: task #{i}", "task is not an object", "export the project as 'JSON'")
     task_id = task.get("id", f"#{i}")
+    if isinstance(task_id, bool) or not isinstance(task_id, (int, str)):
+        raise fail(f"{ctx.source}: task #{i}", f"task id is {task_id!r}, expected an integer",
+                   "export the project as 'JSON' again")
     where = f"{ctx.source}: task {task_id}"
+    if task_id in ctx.seen_ids:  # two exports pasted together: the ids no longer name one task
+        raise fail(where, f"task id {task_id} appears twice (tasks #{ctx.seen_ids[task_id]} and #{i})",
+                   "export the project once, or keep each export in its own file")
+    ctx.seen_ids[task_id] = i
     annotations = task.get("annotations") or []
     if not isinstance(annotations, list):
         raise fail(where, "'annotations' is not a list", "export the project as 'JSON'")
@@ -427,9 +464,9 @@ def _load_task(task: Any, i: int, ctx: _Context) -> dict | None:
         return None
     uri = _image_uri(task, ctx.image_key, where)
     file_name = resolve_image(uri, ctx.index.root, ctx.index, where)
-    results = ann.get("result") or []
-    if not isinstance(results, list):
-        raise fail(where, "annotation 'result' is not a list", "export the project as 'JSON'")
+    results = ann.get("result")
+    if not isinstance(results, list):  # missing is not "no objects" ([]): the export is damaged
+        raise fail(where, "annotation 'result' is missing or not a list", "export the project as 'JSON'")
     anns, fix = _task_annotations(results, file_name, where, ctx)
     return {"file_name": file_name, "height": fix.height, "width": fix.width, "image_id": task_id,
             "annotations": anns}

@@ -18,8 +18,8 @@ import logging
 import os
 from typing import Any
 
-from ..errors import fail
-from .common import ClassMapper, LoadResult, LoadStats, finish_load, read_json
+from ..errors import UserError, fail
+from .common import IMAGE_EXTENSIONS, ClassMapper, LoadResult, LoadStats, finish_load, read_json
 from .labelstudio import tasks_to_dicts
 
 __all__ = ["load_labelstudio_min", "read_labelstudio_min", "is_json_min", "min_records_to_tasks"]
@@ -70,30 +70,59 @@ def _region_results(record: dict, rwhere: str) -> tuple[dict, list[dict]]:
     return data, results
 
 
-def min_records_to_tasks(records: list, source: str) -> list[dict]:
+def _looks_like_image(v: Any) -> bool:
+    return isinstance(v, str) and ("/" in v or v.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def _other_image(first: dict, data: dict) -> str:
+    """'' when ``data`` names the same image as ``first`` (other annotators' records of one task may
+    differ in collapsed Choices/TextArea answers, never in the image), else the two values."""
+    for key in first.keys() & data.keys():
+        a, b = first[key], data[key]
+        if a != b and (_looks_like_image(a) or _looks_like_image(b)):
+            return f"{key}: {a!r} vs {b!r}"
+    return ""
+
+
+def min_records_to_tasks(records: list, source: str, stats: LoadStats | None = None) -> list[dict]:
     """Rebuild Label Studio tasks from JSON_MIN records (one task per ``id``, in first-seen order).
 
     Args:
         records (list): the parsed JSON_MIN export.
         source (str): the file, named in errors.
+        stats (LoadStats or None): a lenient one skips (and counts) an invalid record; else it raises.
 
     Returns:
         list[dict]: tasks in the JSON export's shape (``id``, ``data``, ``annotations``).
     """
     tasks: dict[Any, dict] = {}
     for i, rec in enumerate(records):
-        rwhere = f"{source}: record #{i}"
-        if not isinstance(rec, dict) or "id" not in rec:
-            raise fail(rwhere, "not a JSON_MIN record (an object with 'id')", "export the project as JSON")
-        data, results = _region_results(rec, f"{rwhere} (task {rec['id']})")
-        task = tasks.setdefault(rec["id"], {"id": rec["id"], "data": data, "annotations": []})
-        if rec.get("annotation_id") is None and not results:
-            continue  # the record of a task without annotations
-        task["annotations"].append({
-            "id": rec.get("annotation_id"), "result": results, "was_cancelled": False, "ground_truth": False,
-            "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
-        })
+        try:
+            _add_record(tasks, rec, f"{source}: record #{i}")
+        except UserError as e:
+            if stats is None:
+                raise
+            stats.problem(e, "invalid record")  # raises unless lenient
     return list(tasks.values())
+
+
+def _add_record(tasks: dict[Any, dict], rec: Any, rwhere: str) -> None:
+    if not isinstance(rec, dict) or "id" not in rec:
+        raise fail(rwhere, "not a JSON_MIN record (an object with 'id')", "export the project as JSON")
+    if isinstance(rec["id"], bool) or not isinstance(rec["id"], (int, str)):
+        raise fail(rwhere, f"task id is {rec['id']!r}, expected an integer", "export the project again")
+    data, results = _region_results(rec, f"{rwhere} (task {rec['id']})")
+    task = tasks.setdefault(rec["id"], {"id": rec["id"], "data": data, "annotations": []})
+    other = _other_image(task["data"], data)
+    if other:  # same id, another photo: its regions would land on the wrong image
+        raise fail(f"{rwhere} (task {rec['id']})", f"task id {rec['id']} appears again with another "
+                   f"image ({other})", "export the project once, or keep each export in its own file")
+    if rec.get("annotation_id") is None and not results:
+        return  # the record of a task without annotations
+    task["annotations"].append({
+        "id": rec.get("annotation_id"), "result": results, "was_cancelled": False, "ground_truth": False,
+        "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
+    })
 
 
 def load_labelstudio_min(
@@ -150,6 +179,6 @@ def read_labelstudio_min(
         raise fail(source, f"top level is a JSON {type(records).__name__}, not a list of JSON_MIN records",
                    "export the project as JSON_MIN (or JSON) from Label Studio")
     mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
-    tasks = min_records_to_tasks(records, source)
+    tasks = min_records_to_tasks(records, source, stats)
     dicts = tasks_to_dicts(tasks, source, image_root, mapper, stats, pick, image_key)
     return finish_load(dicts, mapper, stats, "labelstudio_min", logger)

@@ -22,13 +22,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["RUN_SIZES", "WORD_SIZE", "decode", "encode", "mask_to_rle", "rle_to_mask"]
+__all__ = ["RUN_SIZES", "WORD_SIZE", "CountMismatch", "decode", "encode", "mask_to_rle", "rle_to_mask"]
 
 WORD_SIZE = 8
 RUN_SIZES = (3, 4, 8, 16)
 _HEADER_BITS = 32 + 5 + 4 * len(RUN_SIZES)
 _MAX_CHUNK = 1 << RUN_SIZES[-1]  # longest run one chunk can hold (65536)
 _ALPHA_THRESHOLD = 128
+
+
+class CountMismatch(ValueError):
+    """The RLE header declares ``num`` values where ``expected`` were required (nothing was decoded).
+
+    Attributes:
+        num (int): the declared value count.
+        expected (int): the required one.
+    """
+
+    def __init__(self, num: int, expected: int) -> None:
+        super().__init__(f"brush RLE declares {num} values, expected {expected}")
+        self.num, self.expected = num, expected
 
 
 # ----------------------------------------------------------------------------------------- encoder
@@ -158,6 +171,8 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
 def _as_bytes(rle: Sequence[int]) -> bytes:
     if isinstance(rle, (bytes, bytearray, memoryview)):
         return bytes(rle)
+    if isinstance(rle, (list, tuple)) and not set(map(type, rle)) <= {int}:  # numpy reads True as 1
+        raise ValueError("brush RLE must hold integers in 0..255")
     arr = np.asarray(rle)
     if arr.ndim != 1:
         raise ValueError(f"brush RLE must be a flat list of byte values, got shape {arr.shape}")
@@ -238,20 +253,25 @@ def _walk_chunks(
     return [rep_starts, rep_vals, rep_lens], literals
 
 
-def decode(rle: Sequence[int]) -> np.ndarray:
+def decode(rle: Sequence[int], expected: int | None = None) -> np.ndarray:
     """Decode Label Studio brush RLE.
 
     Args:
         rle (Sequence[int]): the ``value.rle`` byte list (or ``bytes``).
+        expected (int or None): the value count the caller needs (H*W*4); checked against the header
+            before anything is allocated, so a corrupt header cannot ask for gigabytes.
 
     Returns:
         np.ndarray: 1-D uint8 array with as many values as the header declares.
 
     Raises:
+        CountMismatch: when the header's count is not ``expected``.
         ValueError: on a truncated stream, a word size other than 8, or runs that overrun the count.
     """
     buf = _as_bytes(rle)
     num, sizes = _read_header(buf)
+    if expected is not None and num != expected:
+        raise CountMismatch(num, expected)
     (rep_starts, rep_vals, rep_lens), literals = _walk_chunks(buf, num, sizes)
     lens = np.asarray(rep_lens, np.int64)
     filled = np.repeat(np.asarray(rep_vals, np.uint8), lens)

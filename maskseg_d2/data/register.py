@@ -22,11 +22,11 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import UserError, fail
-from .common import LoadResult
+from .common import ON_ERROR_POLICIES, LoadResult
 from .formats import FORMATS, read_dataset
 
 __all__ = ["DatasetInfo", "register_dataset", "split_train_val", "split_by_lists", "find_annotations",
-           "FORMATS"]
+           "FORMATS", "ON_ERROR_POLICIES"]
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +244,8 @@ def _dataset_hash(annotations: list[str], relpaths: list[str], classes: list[str
             continue
         for f in sorted(ann.rglob("*.json")):
             rel = f.relative_to(ann)
-            if not any(part.startswith(".") for part in rel.parts):
-                h.update(rel.as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+            if not any(part.startswith(".") for part in rel.parts):  # fsencode: any name on disk
+                h.update(os.fsencode(rel.as_posix()) + b"\0" + f.read_bytes() + b"\0")
     h.update("\n".join(sorted(relpaths)).encode() + b"\0")
     h.update("\n".join(classes).encode())
     return h.hexdigest()
@@ -309,7 +309,9 @@ def register_dataset(cfg: Any) -> DatasetInfo:
             :func:`find_annotations`), ``images`` (null: ``<root>/images``), ``classes`` (list or
             null = discover), ``class_map`` (dict), ``unknown`` (error | skip), ``pick`` (Label Studio
             annotation policy), ``image_key``, ``val_fraction`` (float in [0, 1)), ``split_seed`` (int),
-            ``split`` (null or ``{train: [...], val: [...]}``).
+            ``split`` (null or ``{train: [...], val: [...]}``), ``on_error`` (error | skip: an invalid
+            item -- a bad region, image or file -- stops the load, or is skipped and counted in
+            ``DatasetInfo.skipped``).
 
     Returns:
         DatasetInfo: names, classes, mask format, counts and the dataset hash.
@@ -326,14 +328,24 @@ def register_dataset(cfg: Any) -> DatasetInfo:
     if not 0.0 <= val_fraction < 1.0:
         raise fail(f"dataset.val_fraction={val_fraction}", "must be in [0, 1)", "e.g. 0.2")
     classes = _plain(_get(cfg, "classes"))
+    on_error = str(_get(cfg, "on_error", "error"))
+    if on_error not in ON_ERROR_POLICIES:
+        raise fail(f"dataset.on_error={on_error}", "unknown policy",
+                   f"use one of {', '.join(ON_ERROR_POLICIES)}")
     loaded = read_dataset(
         annotations, fmt, images, list(classes) if classes is not None else None,
         dict(_plain(_get(cfg, "class_map", {}))), str(_get(cfg, "unknown", "error")),
         str(_get(cfg, "pick", "ground_truth_then_latest")), _get(cfg, "image_key"),
+        strict=on_error == "error",
     )
     source = ", ".join(annotations)
+    if loaded.problems:  # on_error=skip: the invalid items were left out; say so once, with the first
+        logger.warning("%s: skipped %d invalid item(s) (dataset.on_error=skip), e.g. %s", source,
+                       len(loaded.problems), loaded.problems[0][1])
     if not loaded.dicts:
-        raise fail(source, "no labelled image", "annotate at least 2 images and export again")
+        first = f" ({len(loaded.problems)} invalid item(s) skipped, e.g. {loaded.problems[0][1]})" \
+            if loaded.problems else ""
+        raise fail(source, f"no labelled image{first}", "annotate at least 2 images and export again")
     dicts = sorted(loaded.dicts, key=lambda d: d["file_name"])
     relpaths = [_relpath(d["file_name"], [images, root]) for d in dicts]
     _check_duplicates(dicts, relpaths, source, "task " if loaded.format.startswith("labelstudio") else "")
