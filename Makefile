@@ -14,7 +14,7 @@ INPUT  ?= datasets/demo/images
 # outside it; torch/torchvision pins are then left to that installation.
 SYSTEM_SITE ?= 0
 
-.PHONY: help setup test test-fast demo data train eval predict visualize sweep doctor clean
+.PHONY: help setup test test-fast demo data train eval predict visualize export sweep doctor clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ predict: setup ## Masked images for a folder: make predict RUN=<run dir> INPUT=<
 
 visualize: setup ## Ground truth / predictions / curves: make visualize ARGS="mode=gt_vs_pred run=<run>"
 	$(PY) tools/visualize.py $(ARGS)
+
+export: setup ## Export a run (TorchScript/ONNX, checked vs eager): make export RUN=<run> ARGS="format=onnx"
+	$(PY) tools/export.py run=$(RUN) $(ARGS)
 
 sweep: setup ## Hydra multirun: make sweep EXP=demo ARGS="solver.base_lr=0.01,0.02"
 	$(PY) tools/train.py -m experiment=$(EXP) $(ARGS)

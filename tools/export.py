@@ -1,0 +1,35 @@
+"""Export a trained run for deployment and check it: ``python tools/export.py run=<run dir> format=torchscript``.
+
+Examples::
+
+    python tools/export.py run=outputs/demo/runs/<run>                    # <run>/export/model.ts
+    python tools/export.py run=<run> format=onnx images=datasets/demo/images
+
+The exported model is loaded back and compared with the eager model on sample images (box IoU, mask
+IoU, score difference per image); exit code 1 when they differ beyond the tolerances. Load it with
+``maskseg_d2.export.load_exported(path)``. See configs/export.yaml for every option.
+"""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import maskseg_d2  # noqa: F401  (applies the Detectron2 compat shims first)
+from maskseg_d2.utils.cli import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from maskseg_d2.export import export_from_config
+
+    with exit_on_user_error():
+        result = export_from_config(cfg)
+    print(result.message(), flush=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
