@@ -4,7 +4,7 @@ The corpus is generated in tmp_path (small photos, exports of each format, then 
 truncated / non-JSON / wrongly typed files, missing keys, degenerate or NaN polygons, percentages outside
 0-100, negative and huge sizes, brush RLE too short or too long, unknown labels, missing / zero-byte /
 corrupt / undecodable-name / huge images, path traversal and duplicate ids. Each case runs the real tool in
-a forked child (one interpreter imports the package once; see ``FORK_DRIVER``) under an address-space
+a forked child (one interpreter imports the package once; see ``forked_tool.py``) under an address-space
 limit, so a case that tries to allocate a giant mask fails instead of swapping. With ``--on-error skip``
 (``dataset.on_error=skip``) the valid rest imports and the skipped items are counted.
 """
@@ -15,8 +15,6 @@ import copy
 import json
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pytest
 import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import ls_rle, register_dataset
 from maskseg_d2.errors import UserError
+from forked_tool import run_cases
 from pycocotools import mask as mask_util
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,50 +32,7 @@ CONVERT = str(ROOT / "tools" / "convert.py")
 EVAL = str(ROOT / "tools" / "eval.py")
 W, H = 80, 60
 CLASSES = ["car", "sign board"]
-HEADROOM = 1536 << 20  # bytes of address space a case may add to the parent's (1.5 GiB)
 
-# Each case is a real process (own exit code and stderr) forked from one interpreter that imported the
-# tool's modules once; the child's address space is capped at the parent's size + HEADROOM.
-FORK_DRIVER = r"""
-import json, os, resource, runpy, sys, tempfile, traceback
-tool, cases, modules, headroom = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-for m in modules.split(","):
-    __import__(m)
-vm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
-out = []
-for argv in cases:
-    log = tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:
-        resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, vm + headroom))
-        os.dup2(log.fileno(), 2)
-        os.dup2(log.fileno(), 1)
-        sys.argv = [tool, *argv]
-        try:
-            runpy.run_path(tool, run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    log.seek(0)
-    out.append({"code": os.waitstatus_to_exitcode(status), "log": log.read().decode(errors="replace")})
-print(json.dumps(out))
-"""
-
-
-def run_cases(tool: str, modules: str, argvs: list[list[str]]) -> list[dict]:
-    """Run ``tool`` once per argv in forked children; -> [{"code": exit code, "log": stdout+stderr}]."""
-    args = [sys.executable, "-c", FORK_DRIVER, tool, json.dumps(argvs), modules, str(HEADROOM)]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def error_lines(log: str) -> list[str]:

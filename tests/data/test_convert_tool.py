@@ -14,41 +14,13 @@ from maskseg_d2.data.coco import load_coco
 from maskseg_d2.data.convert import convert
 from maskseg_d2.data.labelstudio import load_labelstudio
 from maskseg_d2.errors import UserError
+from forked_tool import run_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = str(ROOT / "tools" / "convert.py")
 CLASSES = ["car", "sign board"]
 W, H = 80, 60
 
-# Runs tools/convert.py once per case in a forked child of one interpreter that imported the package
-# already: each case is a real process with its own exit code and stderr, without paying the ~4 s
-# torch/Detectron2 import per case.
-FORK_DRIVER = r"""
-import json, os, runpy, sys, tempfile, traceback
-import maskseg_d2.data.convert  # noqa: F401  (the tool's imports, done once before forking)
-tool, cases = sys.argv[1], json.loads(sys.argv[2])
-out = []
-for argv in cases:
-    err = tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(err.fileno(), 2)
-        sys.argv = [tool, *argv]
-        try:
-            runpy.run_path(tool, run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    err.seek(0)
-    out.append({"code": os.waitstatus_to_exitcode(status), "stderr": err.read().decode()})
-print(json.dumps(out))
-"""
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:
@@ -172,14 +144,11 @@ def _cases(tmp: Path, tools) -> dict[str, tuple[list[str], list[str]]]:
 
 def test_malformed_inputs_exit_2_with_one_line(tmp_path, tools):
     cases = _cases(tmp_path, tools)
-    argvs = json.dumps([a for a, _ in cases.values()])
-    proc = subprocess.run([sys.executable, "-c", FORK_DRIVER, TOOL, argvs], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for (name, (_, needles)), res in zip(cases.items(), json.loads(proc.stdout)):
-        assert res["code"] == 2, (name, res["stderr"][-2000:])
-        assert "Traceback" not in res["stderr"], (name, res["stderr"])
-        (line,) = error_lines(res["stderr"])
+    results = run_cases(TOOL, "maskseg_d2.data.convert", [a for a, _ in cases.values()])
+    for (name, (_, needles)), res in zip(cases.items(), results):
+        assert res["code"] == 2, (name, res["log"][-2000:])
+        assert "Traceback" not in res["log"], (name, res["log"])
+        (line,) = error_lines(res["log"])
         for needle in needles:
             assert needle in line, (name, needle, line)
     assert not (tmp_path / "out.json").exists()
