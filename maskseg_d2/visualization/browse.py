@@ -190,7 +190,8 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
         n_gt = len(record["annotations"])
         titles.append(f"{os.path.basename(record['file_name'])}  gt {n_gt} / pred {len(instances)}")
     if not images:
-        raise UserError(f"{run_dir}: the {split} split of its dataset is empty")
+        raise UserError(f"{run_dir}: the {split} split of its dataset is empty — try split="
+                        f"{'train' if split == 'val' else 'val'}, or check the dataset's val_fraction")
     prefix = f"{'gt_vs_pred' if side_by_side else 'pred'}_{split}"
     grid_cols = max(1, cols // 2) if side_by_side else cols
     return paths + save_grids(images, titles, out_dir, prefix, per_page=4 * grid_cols, cols=grid_cols,

@@ -1,0 +1,197 @@
+"""Every one-line error a user can get, read from the source, as the README "Troubleshooting" tables.
+
+Each user-facing error is built by ``UserError(...)``, ``fail(where, what, fix)`` or a thin wrapper of
+``fail`` (``<where>: <what> — <fix>``). This script finds those calls with :mod:`ast`, renders each
+message template (``{path}`` -> ``<path>``) and writes the tables between the README markers, so the
+README cannot fall behind the code: ``tests/test_docs.py`` fails when it does.
+
+Usage::
+
+    python scripts/error_catalog.py            # print the tables
+    python scripts/error_catalog.py --write    # update README.md in place
+    python scripts/error_catalog.py --check    # exit 1 when README.md is out of date
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+BEGIN, END = "<!-- error-catalog:begin -->", "<!-- error-catalog:end -->"
+SOURCES = ("maskseg_d2", "tools")
+# (where, what, fix) builders: fail() and the wrappers that forward their arguments to it.
+FAIL_LIKE = {"fail", "_geometry_error"}
+AREAS = {  # first path part below maskseg_d2/ -> README table
+    "data": "Data import (training, tools/convert.py, tools/visualize.py mode=gt)",
+    "engine": "Training and run dirs (tools/train.py, tools/eval.py run=...)",
+    "evaluation": "Evaluation files (tools/eval.py gt=... pred=..., compare=...)",
+    "predict": "Prediction (tools/predict.py)",
+    "visualization": "Drawing (tools/visualize.py)",
+}
+OTHER = "Configuration, export, notebooks, setup"
+SEP = " — "
+
+
+@dataclass(frozen=True)
+class Entry:
+    area: str
+    message: str
+    fix: str
+    where: str  # file:line of the first occurrence
+
+
+def _placeholder(node: ast.expr) -> str:
+    text = ast.unparse(node)
+    names = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)
+    name = names[-1] if names and len(text) <= 40 else "…"
+    if name in {"e", "err", "exc"}:
+        name = "error"
+    return f"‹{name}›"  # not <name>: raw markdown would need HTML escapes
+
+
+def render(node: ast.expr | None) -> str | None:
+    """A message template from a str expression; ``None`` when it is built elsewhere (not a literal)."""
+    if node is None:
+        return ""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else _placeholder(v.value) for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = render(node.left), render(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.IfExp):  # "a" if x else "b": the longer one carries the meaning
+        a, b = render(node.body), render(node.orelse)
+        return max((t for t in (a, b) if t is not None), key=len, default=None)
+    if isinstance(node, ast.BoolOp):  # where or str(path)
+        return _placeholder(node.values[0])
+    if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
+        return _placeholder(node)
+    return None
+
+
+def _args(call: ast.Call, names: tuple[str, ...]) -> list[ast.expr | None]:
+    got: list[ast.expr | None] = list(call.args) + [None] * (len(names) - len(call.args))
+    for kw in call.keywords:
+        if kw.arg in names:
+            got[names.index(kw.arg)] = kw.value
+    return got[: len(names)]
+
+
+def _callee(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def entries_in(path: Path) -> list[Entry]:
+    """The error messages built in one source file."""
+    rel = path.relative_to(ROOT)
+    parts = rel.parts
+    area = AREAS.get(parts[1], OTHER) if parts[0] == "maskseg_d2" and len(parts) > 2 else OTHER
+    out = []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    builders = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _callee(node)
+        if name in FAIL_LIKE:
+            where, what, fix = (render(a) for a in _args(node, ("where", "what", "fix")))
+            if where is None or what is None or fix is None:
+                continue
+            message, fix = f"{where}: {what}", fix
+        elif name == "UserError" and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Call) and _callee(arg) in builders:  # UserError(self._message(...))
+                returns = [r.value for r in ast.walk(builders[_callee(arg)]) if isinstance(r, ast.Return)]
+                arg = returns[0] if len(returns) == 1 else arg
+            text = render(arg)
+            if text is None or text == _placeholder(arg):  # only a variable: the message is built elsewhere
+                continue
+            message, _, fix = text.partition(SEP)
+        else:
+            continue
+        if not re.sub(r"‹[^›]*›|[^A-Za-z]", "", message):  # a forwarder such as fail(where, what, fix)
+            continue
+        out.append(Entry(area, _clean(message), _clean(fix), f"{rel}:{node.lineno}"))
+    return out
+
+
+def catalog() -> list[Entry]:
+    """All error messages, in source order, duplicates (same message and fix) dropped."""
+    seen, out = set(), []
+    for top in SOURCES:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for e in entries_in(path):
+                if (e.message, e.fix) not in seen:
+                    seen.add((e.message, e.fix))
+                    out.append(e)
+    return out
+
+
+def _code(text: str) -> str:
+    """A table cell in backticks: the message as printed, with its own ``<run dir>`` kept literal."""
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _prose(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(entries: list[Entry]) -> str:
+    """The README block: one collapsible table per area."""
+    lines = [BEGIN, "<!-- generated by scripts/error_catalog.py --write; edit the messages in the code -->"]
+    for area in [*AREAS.values(), OTHER]:
+        rows = [e for e in entries if e.area == area]
+        if not rows:
+            continue
+        lines += ["", f"<details><summary>{area}: {len(rows)} messages</summary>", "",
+                  "| message (‹…›: filled in) | what to do |", "|---|---|"]
+        lines += [f"| {_code(e.message)} | {_prose(e.fix) or '(said in the message)'} |" for e in rows]
+        lines += ["", "</details>"]
+    return "\n".join([*lines, END])
+
+
+def update(text: str, block: str) -> str:
+    """README text with the block between the markers replaced."""
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + block + text[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="update README.md in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    args = ap.parse_args(argv)
+    block = markdown(catalog())
+    if not (args.write or args.check):
+        print(block)
+        return 0
+    text = README.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        print(f"error: {README}: the markers {BEGIN} / {END} are missing — add them under ## Troubleshooting",
+              file=sys.stderr)
+        return 2
+    new = update(text, block)
+    if args.check:
+        if new != text:
+            print(f"{README}: the error tables are out of date — run: python scripts/error_catalog.py --write",
+                  file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
