@@ -18,7 +18,6 @@ from .. import compat
 
 compat.apply()
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import build_detection_test_loader  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -28,6 +27,7 @@ from ..errors import UserError, fail  # noqa: E402
 from ..evaluation import build_evaluator  # noqa: E402
 from ..evaluation.compare import compare_runs  # noqa: E402
 from ..evaluation.report import Report, evaluate_files, write_report  # noqa: E402
+from .checkpoint import SafeCheckpointer  # noqa: E402
 from .run import load_run  # noqa: E402
 
 __all__ = ["evaluate", "evaluate_run", "evaluate_run_report", "resolve_checkpoint"]
@@ -95,7 +95,7 @@ def evaluate_run_report(
     stem = os.path.splitext(os.path.basename(checkpoint))[0]
     output = output or os.path.join(run_dir, "eval", f"{stem}_{name}")
     model = build_model(run.d2cfg)
-    DetectionCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)
+    SafeCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)  # weights_only: no pickled code runs
     evaluator = build_evaluator(name, output, backend=backend)
     inference_on_dataset(model, build_detection_test_loader(run.d2cfg, name), evaluator)
     if evaluator.ground_truth is None:

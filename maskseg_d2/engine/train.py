@@ -1,10 +1,16 @@
-"""``train(cfg)``: register data -> Detectron2 config -> weights -> train -> final COCO eval -> masked images."""
+"""``train(cfg)``: register data -> Detectron2 config -> weights -> train -> final COCO eval -> masked images.
+
+Around it: secrets are redacted from everything the run writes (:mod:`maskseg_d2.utils.secrets`), the run
+dir and the free disk space are checked before any work, and a write that fails mid-run (disk full) is a
+one-line error naming the file (:mod:`maskseg_d2.utils.preflight`).
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import logging
 import os
+import sys
 from typing import Any
 
 from omegaconf import DictConfig
@@ -15,12 +21,15 @@ compat.apply()
 
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.engine import DefaultPredictor, default_setup  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
 
 from ..config import build_d2_cfg  # noqa: E402
 from ..data import register_dataset  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..evaluation import format_ap_table, save_results  # noqa: E402
+from ..utils.preflight import check_disk_space, check_output_dir, disk_errors  # noqa: E402
 from ..utils.run_info import save_run_info  # noqa: E402
+from ..utils.secrets import protect_run, redact_file, redact_hydra_outputs  # noqa: E402
 from ..visualization import draw_val_predictions  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 from .weights import prepare_weights  # noqa: E402
@@ -42,7 +51,8 @@ def overfit_subset(dataset: Any, num_images: int) -> Any:
     """
     records = DatasetCatalog.get(dataset.train_name)[:num_images]
     if not records:
-        raise UserError(f"overfit_images={num_images}: {dataset.train_name} has no images")
+        raise UserError(f"overfit_images={num_images}: {dataset.train_name} has no images — check the "
+                        f"dataset's train split, or set overfit_images=0")
     name = f"{dataset.train_name.rsplit('_', 1)[0]}_overfit"
     for catalog in (DatasetCatalog, MetadataCatalog):
         if name in catalog.list():
@@ -77,16 +87,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         validation loss was computed (``solver.eval_period > 0``).
 
     Raises:
-        UserError: bad config/data, weights that cannot be fetched, resume without a checkpoint, divergence.
+        UserError: bad config/data, weights that cannot be fetched, resume without a checkpoint, divergence,
+            an output dir that cannot be written, too little free disk, a write that failed (disk full).
     """
     output_dir = str(cfg.paths.output_dir)
+    protect_run(cfg)  # from here on, secret values are *** in every log line
+    check_output_dir(output_dir)
+    with disk_errors(output_dir):
+        return _train(cfg, output_dir)
+
+
+def _protect_saved_configs(output_dir: str) -> None:
+    """Redact the configs that Hydra (before us) and Detectron2's ``default_setup`` wrote."""
+    if comm.get_rank() != 0:
+        return
+    done = redact_hydra_outputs(output_dir) + \
+        [p for p in [os.path.join(output_dir, "config.yaml")] if redact_file(p)]
+    if done:
+        logger.info("Secret values replaced with *** in %s", ", ".join(done))
+
+
+def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     dataset = register_dataset(cfg.dataset)
     if int(cfg.get("overfit_images") or 0) > 0:
         dataset = overfit_subset(dataset, int(cfg.overfit_images))
     d2cfg = build_d2_cfg(cfg, dataset, output_dir)
+    check_disk_space(output_dir, d2cfg, cfg.get("min_free_gb"), cfg.solver.get("max_to_keep"))
     requested = d2cfg.MODEL.WEIGHTS
     d2cfg = _with_weights(d2cfg, prepare_weights(requested, output_dir))  # offline: one line, before any work
-    default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=bool(cfg.resume)))
+    # opts: the command line, logged to log.txt as Detectron2's tools do (secrets redacted by the log hook)
+    default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=bool(cfg.resume),
+                                            opts=sys.argv[1:]))
+    _protect_saved_configs(output_dir)
     save_run_info(output_dir, cfg, dataset, extra={
         "weights": {"requested": requested, "loaded": d2cfg.MODEL.WEIGHTS},
         "schedule": {"max_iter": d2cfg.SOLVER.MAX_ITER, "ims_per_batch": d2cfg.SOLVER.IMS_PER_BATCH,

@@ -5,14 +5,14 @@ per ``logger`` (TensorBoard, W&B) (``build_writers``), and after the EvalHook a 
 checkpoint (``model_best.pth`` + ``best_metric.json``) and early stopping (``build_hooks``). ``train()``
 turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError` naming the cause and the last good
 checkpoint, ends early-stopped runs cleanly, draws ``curves.png`` and finishes the W&B run in a ``finally``.
+Checkpoints go through :class:`~maskseg_d2.engine.checkpoint.SafeCheckpointer` (atomic saves, resume past a
+broken file, ``weights_only`` loading).
 """
 from __future__ import annotations
 
 import logging
 import os
 from typing import Any
-
-import torch
 
 from .. import compat
 
@@ -29,6 +29,7 @@ from ..config import add_maskseg_config  # noqa: E402
 from ..data.augmentations import build_test_augmentations, build_train_augmentations  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..evaluation import build_evaluator  # noqa: E402
+from .checkpoint import SafeCheckpointer  # noqa: E402
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,  # noqa: E402
                     PredictionSampler, ValidationLoss)
 
@@ -39,15 +40,6 @@ logger = logging.getLogger(__name__)
 
 def _has_instances(record: dict) -> bool:
     return any(not a.get("iscrowd", 0) for a in record.get("annotations", []))
-
-
-def _finite_checkpoint(path: str) -> bool:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    except Exception:  # unreadable or truncated: not a good checkpoint
-        return False
-    return all(torch.isfinite(torch.as_tensor(v)).all() for v in state.values()
-               if torch.is_tensor(v) and v.is_floating_point())
 
 
 class Trainer(DefaultTrainer):
@@ -75,6 +67,18 @@ class Trainer(DefaultTrainer):
         self.wandb_writer = None
         self.stop_reason = ""  # why training ended before MAX_ITER (early stopping), "" otherwise
         super().__init__(cfg)  # calls build_hooks() -> build_writers()
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpointer(self) -> SafeCheckpointer:
+        return self._checkpointer
+
+    @checkpointer.setter
+    def checkpointer(self, value) -> None:
+        # DefaultTrainer.__init__ assigns a DetectionCheckpointer and builds the hooks right after: swapping it
+        # here (same model, folder and checkpointables) hands the PeriodicCheckpointer and BestCheckpointer
+        # hooks the atomic, safe-loading one.
+        self._checkpointer = value if isinstance(value, SafeCheckpointer) else SafeCheckpointer.from_checkpointer(value)
 
     # ------------------------------------------------------------------------------------ build_*
     @classmethod
@@ -148,14 +152,16 @@ class Trainer(DefaultTrainer):
 
     # ------------------------------------------------------------------------------- training
     def resume_or_load(self, resume: bool = True) -> None:
-        """Like DefaultTrainer's, but ``resume=True`` without a checkpoint is an error, not a silent restart."""
+        """Like DefaultTrainer's, but ``resume=True`` without a checkpoint is an error, not a silent restart, and
+        a missing/truncated file named by ``last_checkpoint`` falls back to the newest readable one."""
         if resume and not self.checkpointer.has_checkpoint():
             raise UserError(
-                f"resume=true but {os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} does not exist — pass the "
-                f"run dir to continue: hydra.run.dir=<run dir> resume=true (or drop resume=true to start anew)")
+                f"resume=true but {os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} does not exist (nor any "
+                f"model_*.pth) — pass the run dir to continue: hydra.run.dir=<run dir> resume=true (or drop "
+                f"resume=true to start anew)")
         super().resume_or_load(resume=resume)
         if resume:
-            logger.info("Resuming from %s at iteration %d of %d", self.checkpointer.get_checkpoint_file(),
+            logger.info("Resuming from %s at iteration %d of %d", self.checkpointer.resumed_from,
                         self.start_iter, self.max_iter)
 
     def state_dict(self) -> dict:
@@ -213,17 +219,6 @@ class Trainer(DefaultTrainer):
             self.wandb_writer.finish(exit_code)
 
     # ----------------------------------------------------------------------------- divergence
-    def _last_good_checkpoint(self) -> str | None:
-        """The newest checkpoint with finite weights; ``last_checkpoint`` is pointed at it."""
-        c = self.checkpointer
-        names = sorted((f for f in os.listdir(c.save_dir) if f.startswith("model_") and f.endswith(".pth")),
-                       key=lambda f: os.path.getmtime(os.path.join(c.save_dir, f)), reverse=True)
-        for name in names:
-            if _finite_checkpoint(os.path.join(c.save_dir, name)):
-                c.tag_last_checkpoint(name)
-                return os.path.join(c.save_dir, name)
-        return None
-
     def _divergence_message(self, error: str) -> str:
         s = self.cfg.SOLVER
         # the loss values, or the message of the model's own check (e.g. "Predicted boxes ... contain Inf/NaN")
@@ -236,10 +231,10 @@ class Trainer(DefaultTrainer):
                  f"{s.BASE_LR / 10:g}), lengthen solver.warmup_iters (now {s.WARMUP_ITERS}) or set "
                  f"solver.clip_gradients.enabled=true (training from scratch also needs trainable BN/GN norms, which "
                  f"model.weights=scratch sets)")
-        good = self._last_good_checkpoint()
+        good = self.checkpointer.last_finite_checkpoint()  # last_checkpoint never names a NaN checkpoint
         where = (f"last good checkpoint kept: {good} (continue: hydra.run.dir={self.cfg.OUTPUT_DIR} resume=true "
                  f"with the fix)" if good else
-                 f"no checkpoint was saved before (solver.checkpoint_period={s.CHECKPOINT_PERIOD})")
+                 f"no checkpoint with finite weights was saved before (solver.checkpoint_period={s.CHECKPOINT_PERIOD})")
         return (f"training diverged: the loss became NaN/Inf at iteration {self.iter} {detail} — likely cause: "
                 f"{cause}; {where}")
 

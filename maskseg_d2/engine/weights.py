@@ -3,16 +3,14 @@ torchvision ResNet checkpoints renamed to Detectron2's ResNet keys.
 
 Torchvision's ``resnet18-f37072fd.pth`` is a plain state dict (``layer1.0.bn1.weight``...). Detectron2 names
 the same tensors ``res2.0.conv1.norm.weight``; :func:`torchvision_to_d2` renames them and :func:`prepare_weights`
-writes a Detectron2-format ``.pkl`` next to the download (``matching_heuristics`` lets Detectron2's
-checkpointer find them under ``backbone.bottom_up.``).
+writes ``<name>.d2.pth`` next to the download (``matching_heuristics`` lets Detectron2's checkpointer find them
+under ``backbone.bottom_up.``). Both files are read with ``weights_only=True``: tensors only, no pickled code.
 """
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
-import tempfile
 
 from .. import compat
 
@@ -21,6 +19,7 @@ compat.apply()
 from detectron2.utils.file_io import PathManager  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
+from .checkpoint import atomic_write  # noqa: E402
 
 __all__ = ["ensure_weights", "prepare_weights", "cache_path", "is_torchvision_resnet", "torchvision_to_d2"]
 
@@ -84,28 +83,21 @@ def torchvision_to_d2(state: dict) -> dict:
         state (dict[str, Tensor]): ``torchvision.models.resnetXX().state_dict()``.
 
     Returns:
-        dict[str, np.ndarray]: the backbone tensors under Detectron2 names (``fc`` dropped).
+        dict[str, Tensor]: the backbone tensors under Detectron2 names (``fc`` dropped), on CPU.
     """
     out = {}
     for key, value in state.items():
         name = _rename(key)
         if name is not None:
-            out[name] = value.detach().cpu().numpy()
+            out[name] = value.detach().cpu()
     return out
 
 
 def _converted_path(local: str, fallback_dir: str) -> str:
-    name = os.path.splitext(os.path.basename(local))[0] + ".d2.pkl"
+    # .pth of tensors, loaded with weights_only=True (a .pkl would be unpickled in full)
+    name = os.path.splitext(os.path.basename(local))[0] + ".d2.pth"
     folder = os.path.dirname(os.path.abspath(local))
     return os.path.join(folder if os.access(folder, os.W_OK) else fallback_dir, name)
-
-
-def _write_atomic(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")  # parallel sweep jobs: no torn files
-    with os.fdopen(fd, "wb") as f:
-        pickle.dump(data, f)
-    os.replace(tmp, path)
 
 
 def prepare_weights(weights: str, fallback_dir: str) -> str:
@@ -133,6 +125,8 @@ def prepare_weights(weights: str, fallback_dir: str) -> str:
     if not isinstance(state, dict) or not is_torchvision_resnet(state):
         return local
     converted = torchvision_to_d2(state)
-    _write_atomic(out, {"model": converted, "__author__": "torchvision", "matching_heuristics": True})
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    data = {"model": converted, "__author__": "torchvision", "matching_heuristics": True}
+    atomic_write(out, lambda f: torch.save(data, f))  # parallel sweep jobs: no torn files
     logger.info("Converted torchvision ResNet %s -> %s (%d tensors, Detectron2 names)", local, out, len(converted))
     return out

@@ -19,7 +19,6 @@ from .. import compat
 compat.apply()
 
 import torch  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import CfgNode, get_cfg  # noqa: E402
 from detectron2.data import transforms as T  # noqa: E402
 from detectron2.layers import Conv2d, FrozenBatchNorm2d  # noqa: E402
@@ -27,6 +26,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.modeling.postprocessing import detector_postprocess  # noqa: E402
 
 from ..config import resolve_device  # noqa: E402
+from ..engine.checkpoint import SafeCheckpointer  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from .detections import Detections  # noqa: E402
 
@@ -168,7 +168,7 @@ class BatchPredictor:
     def __init__(self, d2cfg: CfgNode, amp: bool = False, keep_classes: list[int] | None = None) -> None:
         self.cfg = d2cfg.clone()
         self.model = build_model(self.cfg).eval()
-        DetectionCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        SafeCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)  # weights_only: no pickled code runs
         fold_batchnorm(self.model)
         if self.cfg.MODEL.DEVICE == "cpu":  # oneDNN convolutions run ~30% faster on NHWC tensors
             self.model.to(memory_format=torch.channels_last)

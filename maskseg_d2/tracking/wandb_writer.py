@@ -9,6 +9,8 @@ What is logged, with ``iteration`` as the x-axis of every chart:
 - the resolved Hydra config and the Detectron2 CfgNode as the run config (secret-looking keys dropped).
 
 The API key is never read or written here: ``wandb`` finds it itself (``wandb login`` / ``WANDB_API_KEY``).
+Secret values (:mod:`maskseg_d2.utils.secrets`) become ``***`` in the config, name, notes, tags and group;
+when the command line holds one, W&B's system metadata (which records the command line) is turned off.
 """
 from __future__ import annotations
 
@@ -30,13 +32,13 @@ from detectron2.data.detection_utils import annotations_to_instances, read_image
 from detectron2.structures import BoxMode  # noqa: E402
 from detectron2.utils.events import EventWriter, get_event_storage  # noqa: E402
 
+from ..utils.secrets import SECRET_KEY_NAME, argv_has_secret, protect_run, redact, redact_tree  # noqa: E402
 from . import wandb_mode  # noqa: E402
 
 __all__ = ["WandbWriter", "init_wandb_run", "run_name_from_overrides", "wandb_image", "scrub_secrets"]
 
 logger = logging.getLogger(__name__)
 
-_SECRET = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
 _PER_CLASS = re.compile(r"^(bbox|segm)/AP-(.+)$")
 _hint_printed = False
 # Overrides that say where, not what: they would only clutter a run name.
@@ -46,7 +48,7 @@ _NAME_SKIP = ("experiment=", "hydra.", "paths.", "dataset.root=", "device=", "re
 def scrub_secrets(tree: Any) -> Any:
     """Drop keys that look like credentials (api_key, token, secret, password) from a nested dict/list."""
     if isinstance(tree, Mapping):
-        return {k: scrub_secrets(v) for k, v in tree.items() if not _SECRET.search(str(k))}
+        return {k: scrub_secrets(v) for k, v in tree.items() if not SECRET_KEY_NAME.search(str(k))}
     if isinstance(tree, (list, tuple)):
         return [scrub_secrets(v) for v in tree]
     return tree
@@ -78,7 +80,8 @@ def init_wandb_run(cfg: Any, d2cfg: Any, output_dir: str):
     """Start the W&B run for a training run (``logger=wandb``).
 
     Args:
-        cfg (DictConfig): the composed Hydra config (``cfg.logger``: project, entity, group, run_name, tags, dir).
+        cfg (DictConfig): the composed Hydra config (``cfg.logger``: project, entity, group, run_name, tags,
+            notes, dir).
         d2cfg (CfgNode): logged with the config.
         output_dir (str): the run dir (default W&B dir, fallback run name).
 
@@ -89,17 +92,23 @@ def init_wandb_run(cfg: Any, d2cfg: Any, output_dir: str):
     import yaml
     from omegaconf import OmegaConf
 
+    protect_run(cfg)
     lg = cfg.logger
     mode, why = wandb_mode()
     wandb_dir = lg.get("dir") or os.environ.get("WANDB_DIR") or output_dir
     os.makedirs(wandb_dir, exist_ok=True)
     _print_mode_hint(mode, why, wandb_dir)
-    config = scrub_secrets(OmegaConf.to_container(cfg, resolve=True))
-    config["detectron2"] = scrub_secrets(yaml.safe_load(d2cfg.dump()))
+    config = redact_tree(scrub_secrets(OmegaConf.to_container(cfg, resolve=True)))
+    config["detectron2"] = redact_tree(scrub_secrets(yaml.safe_load(d2cfg.dump())))
     name = lg.get("run_name") or run_name_from_overrides(_task_overrides(), os.path.basename(output_dir.rstrip("/")))
-    run = wandb.init(project=lg.get("project"), entity=lg.get("entity"), group=lg.get("group"), name=name,
-                     tags=list(lg.get("tags") or []), dir=wandb_dir, mode=mode, config=config, job_type="train",
-                     notes=f"run dir: {output_dir}")
+    notes = "\n".join(str(n) for n in (lg.get("notes"), f"run dir: {output_dir}") if n)
+    settings = None
+    if argv_has_secret():  # the metadata records sys.argv (wandb-metadata.json, the .wandb log): keep it out
+        logger.info("W&B: the command line holds a secret: no system metadata (command line, host, git)")
+        settings = wandb.Settings(x_disable_meta=True)
+    run = wandb.init(project=lg.get("project"), entity=lg.get("entity"), group=redact(lg.get("group")),
+                     name=redact(name), tags=[redact(str(t)) for t in lg.get("tags") or []], dir=wandb_dir,
+                     mode=mode, config=config, job_type="train", notes=redact(notes), settings=settings)
     run.define_metric("iteration")
     run.define_metric("*", step_metric="iteration")  # evaluations can arrive after later losses: no step clash
     return run

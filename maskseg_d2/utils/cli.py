@@ -22,18 +22,41 @@ def in_multirun() -> bool:
         return False
 
 
+def _fail(error: UserError) -> None:
+    from .secrets import redact
+
+    print(f"error: {redact(str(error))}", file=sys.stderr, flush=True)
+    if in_multirun():
+        logging.getLogger("maskseg_d2").error("job failed: %s", error)
+        raise error
+    sys.exit(UserError.exit_code)
+
+
 @contextlib.contextmanager
-def exit_on_user_error() -> Iterator[None]:
+def exit_on_user_error(run_dir: str | None = None) -> Iterator[None]:
     """A :class:`UserError` becomes ``error: <one line>`` on stderr and exit code 2, without a traceback.
+
+    A write that fails for lack of space or rights (disk full, quota, ``ulimit -f``, read-only disk) is
+    reported the same way, naming the file (:func:`maskseg_d2.utils.preflight.write_error`). Secret values
+    from the environment are redacted from the message and from every log line from here on
+    (:mod:`maskseg_d2.utils.secrets`).
 
     In a multirun the error is logged and re-raised instead, so Hydra marks that job failed and the sweep
     goes on with the next one (exiting would end the whole sweep).
+
+    Args:
+        run_dir (str or None): the run dir, if known: permission errors under it are converted too.
     """
+    from .preflight import write_error
+    from .secrets import protect_run
+
+    protect_run()
     try:
         yield
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        if in_multirun():
-            logging.getLogger("maskseg_d2").error("job failed: %s", e)
+        _fail(e)
+    except (OSError, RuntimeError) as e:
+        error = write_error(e, run_dir)
+        if error is None:
             raise
-        sys.exit(UserError.exit_code)
+        _fail(error)

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .. import compat
+from .secrets import redact_tree
 
 __all__ = ["git_state", "environment_summary", "save_run_info"]
 
@@ -48,7 +49,8 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[st
     """Write ``run_info.json`` and ``config_resolved.yaml`` into the run dir; returns the JSON path.
 
     Hydra already keeps ``.hydra/{config,overrides}.yaml``; Detectron2's ``config.yaml`` is written by
-    ``default_setup``. This adds what neither records.
+    ``default_setup``. This adds what neither records. Secret values (:mod:`maskseg_d2.utils.secrets`) are
+    written as ``***``, in the config and in the command line alike.
 
     Args:
         output_dir (str): the run dir.
@@ -57,7 +59,8 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[st
         extra (dict or None): more JSON-able items (e.g. the weights loaded, the schedule).
     """
     os.makedirs(output_dir, exist_ok=True)
-    OmegaConf.save(cfg, os.path.join(output_dir, "config_resolved.yaml"), resolve=True)
+    resolved = redact_tree(OmegaConf.to_container(cfg, resolve=True))  # secret values: ***
+    OmegaConf.save(OmegaConf.create(resolved), os.path.join(output_dir, "config_resolved.yaml"))
     info = {
         "command": " ".join(sys.argv),
         "git": git_state(str(cfg.paths.root_dir)),
@@ -73,5 +76,5 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[st
     }
     path = os.path.join(output_dir, "run_info.json")
     with open(path, "w") as f:
-        json.dump(info, f, indent=2)
+        json.dump(redact_tree(info), f, indent=2)
     return path

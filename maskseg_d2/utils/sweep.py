@@ -16,6 +16,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .secrets import redact_tree
+
 __all__ = ["SweepSummary", "JOB_STATUS"]
 
 JOB_STATUS = "job_status.json"
@@ -37,7 +39,7 @@ class SweepSummary(Callback):
             log.error("sweep job #%s failed (%s): %s", status["num"], " ".join(status["overrides"]), status["error"])
         out_dir = str(job_return.hydra_cfg.hydra.runtime.output_dir)  # not working_dir: job.chdir is false
         with open(os.path.join(out_dir, JOB_STATUS), "w") as f:
-            json.dump(status, f, indent=2, default=str)
+            json.dump(redact_tree(status), f, indent=2, default=str)  # overrides may hold a token
         # Hydra's basic sweeper raises after a failed job before on_multirun_end: refresh the board now too.
         write_leaderboard(str(job_return.hydra_cfg.hydra.sweep.dir))
 

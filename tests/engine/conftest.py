@@ -54,3 +54,9 @@ def tiny_run(demo_root, tmp_path_factory):
             mp.setenv(var, str(wb / var.lower()))
         results = train(cfg)
     return run_dir, results
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The TINY overrides, for tests that start tools/train.py in a subprocess."""
+    return list(TINY)

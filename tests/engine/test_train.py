@@ -62,7 +62,7 @@ def test_best_checkpoint_and_its_metric_are_recorded(tiny_run):
     evals = {m["iteration"]: m["segm/AP"] for m in _metrics(run_dir) if "segm/AP" in m}
     assert best["iteration"] in evals and best["value"] == pytest.approx(evals[best["iteration"]])
     assert best["value"] == pytest.approx(max(evals.values()))
-    state = torch.load(run_dir / "model_best.pth", map_location="cpu", weights_only=False)
+    state = torch.load(run_dir / "model_best.pth", map_location="cpu", weights_only=True)
     assert state["trainer"]["hooks"]["BestCheckpointer"]["best_metric"] == pytest.approx(best["value"])
 
 
@@ -113,7 +113,7 @@ def test_resume_continues_from_the_saved_iteration_and_early_stops(tiny_run, tra
     assert "Starting training from iteration 4" in (run_dir / "log.txt").read_text()
     new = _metrics(run_dir)[len(_metrics(src)):]
     assert min(m["iteration"] for m in new) >= 4
-    final = torch.load(run_dir / "model_final.pth", map_location="cpu", weights_only=False)
+    final = torch.load(run_dir / "model_final.pth", map_location="cpu", weights_only=True)
     assert final["trainer"]["iteration"] == 5  # stopped early, cleanly, model_final written
     assert final["trainer"]["_trainer"]["optimizer"]["state"], "optimizer momentum is saved for resume"
     assert (run_dir / "last_checkpoint").read_text() == "model_final.pth"
@@ -132,8 +132,11 @@ def test_resume_without_checkpoint_is_one_line(train_cfg, tmp_path):
 
 def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp_path):
     import torch
+    from detectron2.modeling import build_model
 
     from maskseg_d2.engine import train
+    from maskseg_d2.engine.checkpoint import SafeCheckpointer, checkpoint_files, has_finite_weights
+    from maskseg_d2.engine.run import load_run
     from maskseg_d2.errors import UserError
 
     run_dir = tmp_path / "run"
@@ -145,10 +148,20 @@ def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp
     assert "\n" not in msg and msg.startswith("training diverged: the loss became NaN/Inf at iteration")
     assert "solver.base_lr (now 10000, try 1000)" in msg and "solver.warmup_iters" in msg and "BN/GN" in msg
     kept = (run_dir / "last_checkpoint").read_text()
-    assert f"last good checkpoint kept: {run_dir / kept}" in msg
-    weights = torch.load(run_dir / kept, map_location="cpu", weights_only=False)["model"]
-    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert f"last good checkpoint kept: {run_dir / kept}" in msg and f"hydra.run.dir={run_dir} resume=true" in msg
     assert not (run_dir / "model_final.pth").exists()
+    # no NaN checkpoint is what resume would continue from: the named one is the newest with finite weights
+    finite = [Path(p).name for p in checkpoint_files(str(run_dir)) if has_finite_weights(p)]
+    assert finite and kept == finite[0]
+    # ... and it is intact: it loads into the run's model (weights_only), every weight finite
+    run = load_run(str(run_dir), kept, "cpu")
+    model = build_model(run.d2cfg)
+    SafeCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)
+    saved = torch.load(run_dir / kept, map_location="cpu", weights_only=True)
+    assert saved["iteration"] < int(msg.split("at iteration ")[1].split()[0])
+    for name, value in model.state_dict().items():
+        assert torch.isfinite(value).all() if value.is_floating_point() else True, name
+        assert torch.equal(value, saved["model"][name]), name
 
 
 def test_eval_tool_reproduces_training_eval(tiny_run, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import maskseg_d2  # noqa: F401
+from maskseg_d2.engine.checkpoint import SafeCheckpointer
 from maskseg_d2.engine.weights import cache_path, prepare_weights, torchvision_to_d2
 from maskseg_d2.errors import UserError
 
@@ -35,16 +36,16 @@ def test_rename_covers_stem_stages_shortcuts():
 
 
 def test_torchvision_resnet18_loads_into_the_r18_fpn_backbone(torchvision_r18, compose_cfg):
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     from maskseg_d2.config import build_d2_cfg
 
     path, state = torchvision_r18
     local = prepare_weights(str(path), str(path.parent))
-    assert local == str(path.with_name("resnet18-f37072fd.d2.pkl")) and os.path.isfile(local)
+    assert local == str(path.with_name("resnet18-f37072fd.d2.pth")) and os.path.isfile(local)
+    assert torch.load(local, weights_only=True)["matching_heuristics"]  # tensors only: no pickle to trust
     model = build_model(build_d2_cfg(compose_cfg("model=r18_fpn", "device=cpu"), DATA, "o"))
-    DetectionCheckpointer(model).load(local)
+    SafeCheckpointer(model).load(local)
     backbone = {k[len("backbone.bottom_up."):]: v for k, v in model.state_dict().items()
                 if k.startswith("backbone.bottom_up.")}
     converted = torchvision_to_d2(state)
