@@ -73,3 +73,14 @@ def test_two_process_cpu_ddp_trains_and_its_checkpoint_loads(demo_root, tmp_path
     assert incompatible is not None and (run / "last_checkpoint").read_text().strip() == "model_final.pth"
     state = torch.load(run / "model_final.pth", map_location="cpu", weights_only=True)
     assert state["iteration"] == 1 and not any(k.startswith("module.") for k in state["model"])
+
+
+def test_ddp_bad_input_is_one_line_before_any_worker_starts(demo_root, tmp_path):
+    """A mistake every worker would make (here: weights that cannot be found) is reported once, exit 2."""
+    run = tmp_path / "ddp_bad"
+    proc = _train(*FAST, f"dataset.root={demo_root}", f"hydra.run.dir={run}", "trainer.cpu_processes=2",
+                  "model.weights=/no/such/weights.pth", timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and "/no/such/weights.pth" in errors[0]
+    assert not (run / "log.txt").exists()  # no worker ran default_setup

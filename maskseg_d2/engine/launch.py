@@ -87,6 +87,9 @@ def launch_train(cfg: DictConfig) -> dict[str, Any]:
         from .train import train
 
         return train(cfg)
+    from .train import preflight
+
+    preflight(cfg)  # bad data / full disk / offline weights: one line here, not a traceback per worker
     plain = OmegaConf.to_container(cfg, resolve=True)  # resolves ${hydra:...} here, where Hydra is set up
     t = cfg.trainer
     if resolve_device(str(cfg.device)).startswith("cuda"):

@@ -34,7 +34,7 @@ from ..visualization import draw_val_predictions  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 from .weights import prepare_weights  # noqa: E402
 
-__all__ = ["train", "overfit_subset"]
+__all__ = ["train", "preflight", "overfit_subset"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def _protect_saved_configs(output_dir: str) -> None:
         logger.info("Secret values replaced with *** in %s", ", ".join(done))
 
 
-def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
+def _prepare(cfg: DictConfig, output_dir: str) -> tuple[Any, Any, str]:
+    """Data, Detectron2 config, disk space and weights: everything that can fail before the model is built."""
     dataset = register_dataset(cfg.dataset)
     if int(cfg.get("overfit_images") or 0) > 0:
         dataset = overfit_subset(dataset, int(cfg.overfit_images))
@@ -115,6 +116,24 @@ def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     check_disk_space(output_dir, d2cfg, cfg.get("min_free_gb"), cfg.solver.get("max_to_keep"))
     requested = d2cfg.MODEL.WEIGHTS
     d2cfg = _with_weights(d2cfg, prepare_weights(requested, output_dir))  # offline: one line, before any work
+    return dataset, d2cfg, requested
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Run the checks of :func:`train` once, in the launching process, before DDP workers start.
+
+    A bad dataset, a full disk or weights that cannot be downloaded then end in the one-line error (exit 2)
+    instead of a traceback from each worker; the weights are also fetched once instead of once per worker.
+    """
+    output_dir = str(cfg.paths.output_dir)
+    protect_run(cfg)
+    check_output_dir(output_dir)
+    with disk_errors(output_dir):
+        _prepare(cfg, output_dir)
+
+
+def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
+    dataset, d2cfg, requested = _prepare(cfg, output_dir)
     # opts: the command line, logged to log.txt as Detectron2's tools do (secrets redacted by the log hook)
     default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=bool(cfg.resume),
                                             opts=sys.argv[1:]))
