@@ -35,10 +35,11 @@ from detectron2.utils.events import EventWriter, get_event_storage  # noqa: E402
 from ..utils.secrets import SECRET_KEY_NAME, argv_has_secret, protect_run, redact, redact_tree  # noqa: E402
 from . import wandb_mode  # noqa: E402
 
-__all__ = ["WandbWriter", "init_wandb_run", "run_name_from_overrides", "wandb_image", "scrub_secrets"]
+__all__ = ["WandbWriter", "init_wandb_run", "run_name_from_overrides", "wandb_image", "scrub_secrets", "RUN_ID_FILE"]
 
 logger = logging.getLogger(__name__)
 
+RUN_ID_FILE = "wandb_run_id.txt"  # in the run dir: resume=true continues this W&B run
 _PER_CLASS = re.compile(r"^(bbox|segm)/AP-(.+)$")
 _hint_printed = False
 # Overrides that say where, not what: they would only clutter a run name.
@@ -106,9 +107,18 @@ def init_wandb_run(cfg: Any, d2cfg: Any, output_dir: str):
     if argv_has_secret():  # the metadata records sys.argv (wandb-metadata.json, the .wandb log): keep it out
         logger.info("W&B: the command line holds a secret: no system metadata (command line, host, git)")
         settings = wandb.Settings(x_disable_meta=True)
+    id_file = os.path.join(output_dir, RUN_ID_FILE)
+    resume_id = None
+    if cfg.get("resume") and os.path.isfile(id_file):  # resume=true continues the same W&B run, same charts
+        with open(id_file, encoding="utf-8") as f:
+            resume_id = f.read().strip() or None
     run = wandb.init(project=lg.get("project"), entity=lg.get("entity"), group=redact(lg.get("group")),
                      name=redact(name), tags=[redact(str(t)) for t in lg.get("tags") or []], dir=wandb_dir,
-                     mode=mode, config=config, job_type="train", notes=redact(notes), settings=settings)
+                     mode=mode, config=config, job_type="train", notes=redact(notes), settings=settings,
+                     id=resume_id, resume="allow" if resume_id else None)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(id_file, "w", encoding="utf-8") as f:
+        f.write(run.id)
     run.define_metric("iteration")
     run.define_metric("*", step_metric="iteration")  # evaluations can arrive after later losses: no step clash
     return run

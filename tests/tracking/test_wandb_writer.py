@@ -116,3 +116,22 @@ def test_mode_rule(monkeypatch, tmp_path):
     assert wandb_mode()[0] == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == ("disabled", "WANDB_MODE is set")  # WANDB_MODE wins
+
+
+def test_resume_continues_the_same_wandb_run(offline_env, compose_cfg, demo_root):
+    from maskseg_d2.config import build_d2_cfg
+    from maskseg_d2.data import register_dataset
+    from maskseg_d2.tracking.wandb_writer import RUN_ID_FILE
+
+    cfg = compose_cfg("experiment=demo", f"dataset.root={demo_root}", "logger=wandb", "device=cpu")
+    d2 = build_d2_cfg(cfg, register_dataset(cfg.dataset), cfg.paths.output_dir)
+    ids = []
+    for resume in (False, True, False):  # first run, resumed run, a fresh start in the same dir
+        cfg.resume = resume
+        run = init_wandb_run(cfg, d2, cfg.paths.output_dir)
+        ids.append(run.id)
+        run.finish()
+        assert (Path(cfg.paths.output_dir) / RUN_ID_FILE).read_text() == run.id
+    assert ids[1] == ids[0] and ids[2] != ids[0]
+    offline_dirs = [Path(d).name for d in find_offline_runs(str(offline_env))]
+    assert sum(ids[0] in d for d in offline_dirs) == 2, offline_dirs  # `wandb sync` merges both into one run
