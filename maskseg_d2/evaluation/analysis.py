@@ -1,10 +1,15 @@
-"""Error analysis: the images with the most missed and false instances, drawn GT (left) vs prediction."""
+"""Error analysis: the images with the most missed and false instances, drawn GT (left) vs prediction.
+
+The GT ``file_name`` values come from a file the user may not have written: an image is only read from
+inside ``image_root`` (no ``..``, no absolute path elsewhere). Images that cannot be drawn (outside the
+root, missing, unreadable, no file_name) are skipped and counted; the evaluation itself is unaffected.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,13 +22,16 @@ import torch  # noqa: E402
 from detectron2.data.catalog import Metadata  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
+from PIL import Image  # noqa: E402
 from pycocotools import mask as mask_util  # noqa: E402
 
 from ..visualization import draw_gt_vs_pred  # noqa: E402
 from .cocoeval import GroundTruth, Predictions  # noqa: E402
 from .confusion import Confusion, ImageErrors  # noqa: E402
 
-__all__ = ["worst_images", "write_worst_csv", "draw_worst_images", "resolve_image_path"]
+__all__ = ["SKIP_REASONS", "worst_images", "write_worst_csv", "draw_worst_images", "resolve_image_path"]
+
+SKIP_REASONS = ("no file_name", "outside image_root", "not found", "unreadable")
 
 
 def worst_images(conf: Confusion, n: int) -> list[ImageErrors]:
@@ -33,12 +41,32 @@ def worst_images(conf: Confusion, n: int) -> list[ImageErrors]:
     return [e for e in ranked if e.errors > 0][: max(int(n), 0)]
 
 
-def resolve_image_path(file_name: str, image_root: str | None) -> str | None:
-    """``file_name`` as given (absolute, or relative to cwd), else under ``image_root``; None if missing."""
-    for path in ((os.path.join(image_root, file_name) if image_root else None), file_name):
-        if path and os.path.isfile(path):
-            return path
-    return None
+def resolve_image_path(file_name: Any, image_root: str | None) -> tuple[str | None, str]:
+    """Where to read a GT image: never outside ``image_root``.
+
+    Args:
+        file_name: the GT ``file_name`` value (any JSON value).
+        image_root (str or None): the folder file names are relative to. None: names are used as given
+            (a run's own dataset, whose paths the importers wrote and checked).
+
+    Returns:
+        tuple[str or None, str]: ``(path, "")``, or ``(None, why)`` with ``why`` one of
+        :data:`SKIP_REASONS` (``unreadable`` is found only when reading).
+    """
+    if not isinstance(file_name, str) or not file_name:
+        return None, "no file_name"
+    path = file_name
+    if image_root is not None:
+        root = os.path.abspath(image_root)
+        # lexical: '..' and absolute names elsewhere are refused, a symlink the user put inside is followed
+        path = os.path.abspath(os.path.join(root, file_name))
+        try:
+            inside = os.path.commonpath([root, path]) == root
+        except ValueError:  # another drive (Windows)
+            inside = False
+        if not inside:
+            return None, "outside image_root"
+    return (path, "") if os.path.isfile(path) else (None, "not found")
 
 
 def write_worst_csv(worst: Sequence[ImageErrors], gt: GroundTruth, path: str) -> str:
@@ -61,7 +89,7 @@ def write_worst_csv(worst: Sequence[ImageErrors], gt: GroundTruth, path: str) ->
     return path
 
 
-def _record(img: dict, anns: list[dict], cat_index: dict[int, int]) -> dict:
+def _record(img: dict, h: int, w: int, anns: list[dict], cat_index: dict[int, int]) -> dict:
     out = []
     for a in anns:
         segm = a.get("segmentation")
@@ -79,8 +107,8 @@ def _record(img: dict, anns: list[dict], cat_index: dict[int, int]) -> dict:
         )
     return {
         "file_name": img.get("file_name", ""),
-        "height": img["height"],
-        "width": img["width"],
+        "height": h,
+        "width": w,
         "image_id": img["id"],
         "annotations": out,
     }
@@ -129,7 +157,8 @@ def draw_worst_images(
         score_thresh (float): predictions below are not drawn.
 
     Returns:
-        tuple[list[str], list[str]]: the PNGs written, and the file names of images that were not found.
+        tuple[list[str], dict[str, list[str]]]: the PNGs written, and the images skipped: reason (one of
+        :data:`SKIP_REASONS`) -> the file names (``image id N`` without one).
     """
     images, cat_index = gt.images, {c: k for k, c in enumerate(gt.cat_ids)}
     metadata = Metadata(name="evaluation").set(thing_classes=gt.class_names)
@@ -142,19 +171,24 @@ def draw_worst_images(
     for r in preds.results:
         if r["image_id"] in wanted and r["score"] >= score_thresh:
             dets[r["image_id"]].append(r)
-    written, missing = [], []
+    written, skipped = [], {}
     with_masks = "segm" in preds.tasks
     for rank, e in enumerate(worst, start=1):
         img = images[e.image_id]
-        path = resolve_image_path(str(img.get("file_name", "")), image_root)
-        if path is None:
-            missing.append(str(img.get("file_name", e.image_id)))
+        name = img.get("file_name")
+        path, why = resolve_image_path(name, image_root)
+        item = repr(name)[:200] if why != "no file_name" else f"image id {e.image_id}"
+        try:
+            rgb = read_image(path, format="RGB") if path else None  # EXIF applied, as in training
+        except (OSError, ValueError, Image.DecompressionBombError) as err:  # not an image, truncated, huge
+            rgb, why, item = None, "unreadable", f"{item}: {' '.join(str(err).split(' <')[0].split())[:200]}"
+        if rgb is None:
+            skipped.setdefault(why, []).append(item)
             continue
-        rgb = read_image(path, format="RGB")  # EXIF applied, as in training
-        h, w = int(img["height"]), int(img["width"])
+        h, w = int(img.get("height", rgb.shape[0])), int(img.get("width", rgb.shape[1]))
         if rgb.shape[:2] != (h, w):  # GT made on another size: show it at the GT's size, where masks fit
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        record = _record(img, anns[e.image_id], cat_index)
+        record = _record(img, h, w, anns[e.image_id], cat_index)
         inst = _instances(sorted(dets[e.image_id], key=lambda r: -r["score"]), h, w, cat_index, with_masks)
         canvas = draw_gt_vs_pred(rgb, record, inst, metadata)
         canvas = _caption(
@@ -166,4 +200,4 @@ def draw_worst_images(
         out = os.path.join(out_dir, f"{rank:02d}_{os.path.splitext(os.path.basename(path))[0]}.png")
         cv2.imwrite(out, canvas[:, :, ::-1])
         written.append(out)
-    return written, missing
+    return written, skipped

@@ -190,7 +190,8 @@ def compare_runs(spec: str | Sequence[str], output: str | None = None) -> tuple[
     """
     runs = [summarize_run(p) for p in find_runs(spec)]
     if not runs:
-        raise UserError(f"compare={spec}: no runs found")
+        raise UserError(f"compare={spec}: no runs found — give run dirs written by tools/train.py (with "
+                        f"eval/results.json) or a multirun sweep dir")
     parent = os.path.commonpath([os.path.abspath(os.path.dirname(os.path.normpath(r.path))) for r in runs])
     for r in runs:  # sweep jobs are all called 0, 1, ...: name runs by their path below the common parent
         r.name = os.path.relpath(os.path.abspath(r.path), parent)

@@ -178,15 +178,31 @@ def _error_analysis(
     conf = report.confusion.get("segm") or report.confusion.get("bbox")
     worst = worst_images(conf, num_worst)
     write_worst_csv(worst, gt, _add(report, output, "worst_images.csv"))
-    written, missing = draw_worst_images(
+    written, skipped = draw_worst_images(
         worst, gt, preds, os.path.join(output, "worst"), image_root, score_thresh
     )
     report.files.extend(written)
-    if missing:
-        gt.warnings.append(
-            f"worst images: {len(missing)} image file(s) not found (e.g. {missing[0]}), not drawn "
-            "— pass image_root=<folder of the images>"
+    for why, names in skipped.items():  # one line per reason, with the count and the first example
+        gt.warnings.append(_skip_warning(why, names, image_root))
+        logger.warning(gt.warnings[-1])
+
+
+def _skip_warning(why: str, names: list[str], image_root: str | None) -> str:
+    n, first = len(names), names[0]
+    if why == "outside image_root":
+        return (
+            f"worst images: {n} file_name(s) point outside image_root {image_root} (e.g. {first}), not "
+            "drawn — file names must be relative paths inside image_root (or pass image_root=<a folder "
+            "that holds them>)"
         )
+    if why == "no file_name":
+        return f"worst images: {n} image(s) without a file_name (e.g. {first}), not drawn — add file_name"
+    if why == "unreadable":
+        return f"worst images: {n} image file(s) could not be read (e.g. {first}), not drawn — replace them"
+    return (
+        f"worst images: {n} image file(s) not found (e.g. {first}), not drawn "
+        "— pass image_root=<folder of the images>"
+    )
 
 
 def evaluate_files(
@@ -208,7 +224,8 @@ def evaluate_files(
         output (str or None): default ``<pred dir>/<pred stem>_eval``.
         backend (str): evaluation backend (``auto``: the fastest exact one installed).
         image_root (str or None): folder of the GT ``file_name`` values; default the GT file's folder (where
-            a COCO export keeps ``images/...``).
+            a COCO export keeps ``images/...``). Worst images are only read from inside it: a file name
+            with ``..`` or an absolute path elsewhere is skipped and counted in the notes.
         score_thresh, num_worst, plots: see :func:`write_report`.
 
     Returns:
