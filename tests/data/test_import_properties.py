@@ -18,7 +18,6 @@ is one field, not one per byte).
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import json
 import math
@@ -29,6 +28,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_mutations import Path_, is_number, json_paths, mutate, parent_of, path_in
 from PIL import Image
 
 import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
@@ -44,7 +44,6 @@ NOT_JSON_NUMBERS = [None, True, False, "x", "12.5", [], {}, ["x"], {"k": "v"}]  
 SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
-Path_ = tuple  # a path into a JSON document: dict keys and list indices
 
 
 # ----------------------------------------------------------------------------------- valid exports
@@ -167,25 +166,6 @@ def exports(tmp_path_factory, tools) -> Exports:
 # ------------------------------------------------------------------------------------------ mutations
 
 
-def _paths(node: Any, prefix: Path_ = ()) -> list[tuple[Path_, Any]]:
-    out = []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        out.append((prefix + (key,), value))
-        out += _paths(value, prefix + (key,))
-    return out
-
-
-def _parent(doc: Any, path: Path_) -> Any:
-    for key in path[:-1]:
-        doc = doc[key]
-    return doc
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 INVALID_NUMBERS = {
     "nan": lambda v: float("nan"),
     "inf": lambda v: float("inf") if v >= 0 else float("-inf"),
@@ -200,35 +180,23 @@ GEOMETRY_KEYS = {"points", "segmentation", "x", "y", "width", "height", "rle", "
 OPTIONAL_KEYS = ("rotation",)  # absent in exports older than rotated boxes: 0 is its valid default
 
 
-def _field(path: Path_) -> Path_:
-    """The path with list indices replaced by ``*``: one field, however long its lists are."""
-    return tuple("*" if isinstance(k, int) else k for k in path)
-
-
-@st.composite
-def _path(draw, candidates: list[Path_]) -> Path_:
-    """A field drawn uniformly (a brush RLE of 200 bytes is one field, not 200), then one of its paths."""
-    field = draw(st.sampled_from(sorted({_field(p) for p in candidates}, key=str)))
-    return draw(st.sampled_from([p for p in candidates if _field(p) == field]))
-
-
 @st.composite
 def mutation(draw, doc: Any) -> tuple[str, Path_, Any]:
     """(kind, path, argument) of one mutation applicable to ``doc``."""
-    paths = _paths(doc)
+    paths = json_paths(doc)
     kind = draw(st.sampled_from(KINDS))
     if draw(st.booleans()):  # half of the draws go to geometry numbers, where a silent change hurts most
         paths = [(p, v) for p, v in paths if GEOMETRY_KEYS & set(map(str, p)) and
-                 (_is_number(v) or kind not in ("change type", "invalid number"))] or paths
+                 (is_number(v) or kind not in ("change type", "invalid number"))] or paths
     if kind == "delete key":
-        keys = [p for p, _ in paths if isinstance(_parent(doc, p), dict) and p[-1] not in OPTIONAL_KEYS]
-        keys = keys or [p for p, _ in _paths(doc) if isinstance(_parent(doc, p), dict)]
-        return kind, draw(_path(keys)), None
+        keys = [p for p, _ in paths if isinstance(parent_of(doc, p), dict) and p[-1] not in OPTIONAL_KEYS]
+        keys = keys or [p for p, _ in json_paths(doc) if isinstance(parent_of(doc, p), dict)]
+        return kind, draw(path_in(keys)), None
     if kind == "change type":
-        return kind, draw(_path([p for p, _ in paths])), draw(st.sampled_from(NOT_JSON_NUMBERS))
-    numbers = [p for p, v in paths if _is_number(v)]
+        return kind, draw(path_in([p for p, _ in paths])), draw(st.sampled_from(NOT_JSON_NUMBERS))
+    numbers = [p for p, v in paths if is_number(v)]
     if kind == "invalid number" and numbers:
-        return kind, draw(_path(numbers)), draw(st.sampled_from(sorted(INVALID_NUMBERS)))
+        return kind, draw(path_in(numbers)), draw(st.sampled_from(sorted(INVALID_NUMBERS)))
     rles = [p for p, v in paths if p[-1] in ("rle", "counts", "mask") and isinstance(v, (list, str)) and v]
     if kind == "truncate RLE" and rles:
         return kind, draw(st.sampled_from(rles)), draw(st.floats(0.0, 0.98))
@@ -242,20 +210,7 @@ def mutation(draw, doc: Any) -> tuple[str, Path_, Any]:
 
 def apply(doc: Any, kind: str, path: Path_, arg: Any) -> Any:
     """Apply one mutation to a copy of ``doc``; ``truncate file`` returns the cut JSON text instead."""
-    if kind == "truncate file":
-        text = json.dumps(doc)
-        return text[: int(len(text) * arg)]
-    doc = copy.deepcopy(doc)
-    parent, key = _parent(doc, path), path[-1]
-    if kind == "delete key":
-        del parent[key]
-    elif kind in ("change type", "rename label", "set"):
-        parent[key] = arg
-    elif kind == "invalid number":
-        parent[key] = INVALID_NUMBERS[arg](parent[key])
-    elif kind == "truncate RLE":
-        parent[key] = parent[key][: int(len(parent[key]) * arg)]
-    return doc
+    return mutate(doc, kind, path, arg, INVALID_NUMBERS, cut_file="truncate file")
 
 
 # ------------------------------------------------------------------------------------------ property
@@ -297,7 +252,7 @@ def test_mutated_exports_fail_loudly_or_import_the_same_instances(exports, fmt):
             kind, path, arg = data.draw(mutation(mutated))  # drawn from the document as mutated so far
             mutations.append((kind, path, arg))
             mutated = apply(mutated, kind, path, arg)
-            if isinstance(mutated, str) or not _paths(mutated):
+            if isinstance(mutated, str) or not json_paths(mutated):
                 break  # the file was cut, or nothing is left to mutate
         text = mutated if isinstance(mutated, str) else json.dumps(mutated)
         _check(exports, fmt, text, exports.reference[fmt], mutations)

@@ -14,7 +14,6 @@ beyond float range, cut or extend an RLE, cut the file -- and runs what ``tools/
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_mutations import Path_, is_number, json_paths, mutate, path_in
 from pycocotools import mask as mask_util
 
 from maskseg_d2.errors import UserError
@@ -46,7 +46,6 @@ KINDS = ["delete", "change type", "change type", "invalid number", "invalid numb
          "cut RLE", "extend RLE", "cut file"]
 UNREAD_KEYS = {"file_name", "supercategory"}  # not read by the evaluation (a bad file_name skips a drawing)
 
-Path_ = tuple
 
 
 def _pair() -> tuple[dict, list]:
@@ -73,43 +72,19 @@ def pair(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ mutations
 
 
-def _paths(node: Any, prefix: Path_ = ()) -> list[tuple[Path_, Any]]:
-    out = []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        out.append((prefix + (key,), value))
-        out += _paths(value, prefix + (key,))
-    return out
-
-
-def _field(path: Path_) -> Path_:
-    """The path with list indices replaced by ``*``: one field, however long its lists are."""
-    return tuple("*" if isinstance(k, int) else k for k in path)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-@st.composite
-def _path(draw, candidates: list[Path_]) -> Path_:
-    field = draw(st.sampled_from(sorted({_field(p) for p in candidates}, key=str)))
-    return draw(st.sampled_from([p for p in candidates if _field(p) == field]))
-
-
 @st.composite
 def mutation(draw, doc: Any) -> tuple[str, Path_, Any]:
     """(kind, path, argument) of one mutation applicable to ``doc``."""
-    paths = _paths(doc)
+    paths = json_paths(doc)
     kind = draw(st.sampled_from(KINDS))
-    numbers = [p for p, v in paths if _is_number(v)]
+    numbers = [p for p, v in paths if is_number(v)]
     rles = [p for p, v in paths if p[-1] == "counts" and isinstance(v, (str, list)) and v]
     if kind == "delete" and paths:
-        return kind, draw(_path([p for p, _ in paths])), None
+        return kind, draw(path_in([p for p, _ in paths])), None
     if kind == "change type" and paths:
-        return kind, draw(_path([p for p, _ in paths])), draw(st.sampled_from(OTHER_TYPES))
+        return kind, draw(path_in([p for p, _ in paths])), draw(st.sampled_from(OTHER_TYPES))
     if kind == "invalid number" and numbers:
-        return kind, draw(_path(numbers)), draw(st.sampled_from(sorted(INVALID_NUMBERS)))
+        return kind, draw(path_in(numbers)), draw(st.sampled_from(sorted(INVALID_NUMBERS)))
     if kind in ("cut RLE", "extend RLE") and rles:
         return kind, draw(st.sampled_from(rles)), draw(st.floats(0.0, 0.98))
     return "cut file", (), draw(st.floats(0.0, 0.99))
@@ -117,25 +92,7 @@ def mutation(draw, doc: Any) -> tuple[str, Path_, Any]:
 
 def apply(doc: Any, kind: str, path: Path_, arg: Any) -> Any:
     """A mutated copy of ``doc``; ``cut file`` returns the cut JSON text instead."""
-    if kind == "cut file":
-        text = json.dumps(doc)
-        return text[: int(len(text) * arg)]
-    doc = copy.deepcopy(doc)
-    parent = doc
-    for key in path[:-1]:
-        parent = parent[key]
-    key = path[-1]
-    if kind == "delete":
-        del parent[key]
-    elif kind in ("change type", "set"):
-        parent[key] = arg
-    elif kind == "invalid number":
-        parent[key] = INVALID_NUMBERS[arg](parent[key])
-    elif kind == "cut RLE":
-        parent[key] = parent[key][: int(len(parent[key]) * arg)]
-    elif kind == "extend RLE":
-        parent[key] = parent[key] + ("o" * 6 + "1" if isinstance(parent[key], str) else [5])
-    return doc
+    return mutate(doc, kind, path, arg, INVALID_NUMBERS, cut_file="cut file")
 
 
 def _must_report(mutations: list[tuple[str, Path_, Any]]) -> bool:
@@ -192,7 +149,7 @@ def test_mutated_gt_and_results_fail_loudly_or_evaluate(pair):
             kind, path, arg = data.draw(mutation(docs[target]))
             mutations.append((target, kind, path, arg))
             docs[target] = apply(docs[target], kind, path, arg)
-            if isinstance(docs[target], str) or not _paths(docs[target]):
+            if isinstance(docs[target], str) or not json_paths(docs[target]):
                 break  # the file was cut, or nothing is left to mutate
         _check(root, docs["gt"], docs["pred"], [m[1:] for m in mutations])
 
@@ -220,7 +177,7 @@ def test_known_bad_inputs_are_user_errors(pair, target, kind, path, arg):
     root, gt, preds = pair
     docs = {"gt": gt, "pred": preds}
     if path is None:  # the first compressed RLE of that document
-        path = next(p for p, v in _paths(docs[target]) if p[-1] == "counts" and isinstance(v, str))
+        path = next(p for p, v in json_paths(docs[target]) if p[-1] == "counts" and isinstance(v, str))
     if "POLY" in path:  # the first annotation with a polygon mask
         i = next(i for i, a in enumerate(gt["annotations"]) if isinstance(a["segmentation"], list))
         path = tuple(i if k == "POLY" else k for k in path)
