@@ -2,8 +2,8 @@
 
 Each function is one notebook cell's work and returns a value (text, a matplotlib ``Figure``, a predict
 summary) so the notebook holds no logic and the same calls work in a script. Inside a Jupyter kernel the
-figures are displayed explicitly (``IPython.display``) and closed: importing the evaluation modules switches
-matplotlib to the Agg backend, which would otherwise hide them.
+figures are displayed explicitly (``IPython.display``) and closed, so each shows once, whichever backend the
+kernel uses and whether or not the call is the cell's last line.
 """
 from __future__ import annotations
 

@@ -146,12 +146,10 @@ def build_report(result: LoadResult) -> dict:
 
 
 def _plot_areas(areas_by_class: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     values = [v for v in areas_by_class.values() if v]
     if values:
         low, top = max(min(min(v) for v in values) / 1.5, 1.0), max(max(v) for v in values)
@@ -166,21 +164,17 @@ def _plot_areas(areas_by_class: dict[str, list[float]], path: Path) -> None:
     ax.set(xlabel="mask area (pixels², log scale)", ylabel="instances", title="Mask areas per class")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _plot_per_image(histogram: dict[str, int], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     ax.bar([int(k) for k in histogram], list(histogram.values()), color="tab:blue")
     ax.set(xlabel="instances in the image", ylabel="images", title="Instances per image")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _overlay_grid(result: LoadResult, path: Path, max_images: int, columns: int = 4) -> int:

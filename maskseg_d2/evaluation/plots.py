@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation (matplotlib, Agg backend): per-class AP bars, precision-recall curves per
+"""PNG plots of an evaluation (matplotlib figures saved to files): per-class AP bars, precision-recall curves per
 class at IoU 0.5 and 0.75, and the class confusion matrix."""
 
 from __future__ import annotations
@@ -6,15 +6,13 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+# Figure objects, not pyplot: files are drawn without a display and the caller's backend (a notebook's
+# inline plots) is left alone.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: works on servers without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .cocoeval import TaskEval  # noqa: E402
-from .confusion import Confusion  # noqa: E402
+from .cocoeval import TaskEval
+from .confusion import Confusion
 
 __all__ = ["plot_ap_per_class", "plot_pr_curves", "plot_confusion"]
 
@@ -29,9 +27,8 @@ def plot_ap_per_class(results: Mapping[str, Mapping], class_names: Sequence[str]
     """Horizontal bars: AP and AP50 per class, one panel per task; ``-`` where a class has no GT."""
     tasks = [t for t in ("bbox", "segm") if t in results]
     k = max(len(class_names), 1)
-    fig, axes = plt.subplots(
-        1, len(tasks), figsize=(5.5 * len(tasks), 1.2 + 0.38 * k), squeeze=False, sharey=True
-    )
+    fig = Figure(figsize=(5.5 * len(tasks), 1.2 + 0.38 * k))
+    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)
     y = np.arange(len(class_names))
     for ax, task in zip(axes[0], tasks):
         for offset, key, color in ((-0.2, "AP", "tab:blue"), (0.2, "AP50", "tab:orange")):
@@ -54,13 +51,13 @@ def plot_ap_per_class(results: Mapping[str, Mapping], class_names: Sequence[str]
     axes[0][-1].legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_pr_curves(ev: TaskEval, class_names: Sequence[str], path: str, iou_thresholds=(0.5, 0.75)) -> str:
     """Precision vs recall per class (area all, 100 detections), one panel per IoU threshold."""
-    fig, axes = plt.subplots(1, len(iou_thresholds), figsize=(5.5 * len(iou_thresholds), 4.8), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(iou_thresholds), 4.8))
+    axes = fig.subplots(1, len(iou_thresholds), squeeze=False)
     iou_thrs = np.linspace(0.5, 0.95, 10)
     for ax, thr in zip(axes[0], iou_thresholds):
         t = int(np.argmin(np.abs(iou_thrs - thr)))
@@ -81,7 +78,6 @@ def plot_pr_curves(ev: TaskEval, class_names: Sequence[str], path: str, iou_thre
             ax.legend(fontsize=7, loc="lower left", title="class (AP)", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -91,7 +87,8 @@ def plot_confusion(conf: Confusion, path: str) -> str:
     share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n = len(conf.labels)
     size = 2.5 + 0.55 * n
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
@@ -116,5 +113,4 @@ def plot_confusion(conf: Confusion, path: str) -> str:
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -44,12 +44,10 @@ def plot_training_curves(metrics_json: str, out_png: str) -> str | None:
     rows = read_metrics(metrics_json)
     if not any("total_loss" in r for r in rows):
         return None
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    ax_loss, ax_ap = fig.subplots(1, 2)
     parts = sorted({k for r in rows for k in r if k.startswith("loss_")})
     for key in parts:
         ax_loss.plot(*_series(rows, key), lw=0.8, alpha=0.6, label=key)
@@ -74,5 +72,4 @@ def plot_training_curves(metrics_json: str, out_png: str) -> str | None:
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     fig.savefig(out_png, dpi=100)
-    plt.close(fig)
     return out_png

@@ -198,3 +198,15 @@ def test_no_predictions_report_says_why(tmp_path, write_json):
     report = evaluate_files(write_json("gt.json", gt), write_json("pred.json", []), str(tmp_path / "o"))
     assert all(math.isnan(v) for v in report.results["segm"].values())
     assert "AP, AP50, AP75" in report.markdown and ": no predictions" in report.markdown
+
+
+def test_importing_the_plotting_modules_leaves_the_matplotlib_backend_alone():
+    """Notebooks keep their inline plots: no module of ours calls matplotlib.use() (it used to, at import)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import maskseg_d2.evaluation.plots, "
+            "maskseg_d2.visualization.curves, maskseg_d2.data.report, maskseg_d2.evaluation.report; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"
