@@ -71,6 +71,10 @@ def _quiet_known_warnings() -> None:
     # Noise from Detectron2 0.6 on today's stack that users cannot act on (we pin setuptools<82 for it).
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    # Detectron2 0.6's anchor generator (torch.meshgrid without indexing=) and mask stacking (read-only arrays
+    # from the transforms): harmless, printed once per training run.
+    warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r"The given NumPy array is not writable", category=UserWarning)
 
 
 def _stub_compiled_ops() -> None:

@@ -60,3 +60,15 @@ def test_doctor_prints_the_facts():
     out = subprocess.run([sys.executable, "-m", "maskseg_d2.doctor"], capture_output=True, text=True, check=True).stdout
     for key in ("detectron2", "compiled ops", "torch", "CUDA", "W&B mode"):
         assert key in out
+
+
+def test_known_detectron2_noise_is_quiet_and_other_warnings_are_not():
+    code = ("import warnings, numpy as np, torch, maskseg_d2\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    torch.meshgrid(torch.arange(2), torch.arange(2))\n"
+            "    a = np.zeros(3); a.setflags(write=False); torch.from_numpy(a)\n"
+            "    warnings.warn('a real warning')\n"
+            "print([str(x.message) for x in w])")
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['a real warning']"
