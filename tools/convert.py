@@ -1,13 +1,11 @@
 """Convert annotations to one COCO instances JSON, optionally with a validation report.
 
     python tools/convert.py INPUT... --image-root DIR -o OUT.json [--format auto|labelstudio|labelme|coco]
-    python tools/convert.py datasets/cars_signs/labelstudio.json --image-root datasets/cars_signs/images \
-        --report
+    python tools/convert.py datasets/cars_signs/labelstudio.json --image-root datasets/cars_signs/images --report
 
 INPUT: a Label Studio export (JSON, JSON_MIN or COCO), a COCO file, LabelMe files or folders.
 Bad input: exit code 2, one line naming the file and item (--on-error skip: left out and counted).
 """
-from __future__ import annotations
 
 import argparse
 import logging
