@@ -745,10 +745,10 @@ def _normalize_all(raw: list, gt: GroundTruth, preds: Predictions) -> None:
         )
     _check_ids(batch, where, sorted(cat_ids))
     n = len(results)
-    with_box = n - [r["bbox"] for r in results].count(None)
+    boxes = [r["bbox"] for r in results]  # built once: counted here, checked in _check_boxes_and_rles
     with_mask = n - [r["segmentation"] for r in results].count(None)
-    preds.tasks = _tasks(n, with_box, with_mask, where)
-    _check_boxes_and_rles(batch, raw, results, limits, where)
+    preds.tasks = _tasks(n, n - boxes.count(None), with_mask, where)
+    _check_boxes_and_rles(batch, raw, results, boxes, limits, where)
     for kind, count in batch.converted.items():
         if count:
             preds.warnings.append(f"{where}: {count} {kind} masks converted to compressed RLE")
@@ -802,12 +802,12 @@ def _check_ids(batch: _Batch, where: str, cat_ids: list[int]) -> None:
 
 
 def _check_boxes_and_rles(
-    batch: _Batch, raw: list, results: list[dict], limits: Mapping[int, float], where: str
+    batch: _Batch, raw: list, results: list[dict], boxes: list, limits: Mapping[int, float], where: str
 ) -> None:
     """Boxes (every result has one, or none) and compressed RLE counts of all results, vectorised."""
     if results and results[0]["bbox"] is not None:
         lims = [limits[r["image_id"]] for r in results]
-        i, problem = _first_bad_box([r["bbox"] for r in results], lims)
+        i, problem = _first_bad_box(boxes, lims)
         if problem == "shape":
             raise fail(
                 where,

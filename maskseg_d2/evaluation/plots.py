@@ -1,5 +1,5 @@
-"""PNG plots of an evaluation (matplotlib figures saved to files): per-class AP bars, precision-recall curves per
-class at IoU 0.5 and 0.75, and the class confusion matrix."""
+"""PNG plots of an evaluation (matplotlib figures saved to files): per-class AP bars, precision-recall
+curves per class at IoU 0.5 and 0.75, and the class confusion matrix."""
 
 from __future__ import annotations
 

@@ -47,7 +47,6 @@ KINDS = ["delete", "change type", "change type", "invalid number", "invalid numb
 UNREAD_KEYS = {"file_name", "supercategory"}  # not read by the evaluation (a bad file_name skips a drawing)
 
 
-
 def _pair() -> tuple[dict, list]:
     gt, preds = make_synthetic_coco(num_images=3, preds_per_image=4, seed=7, crowd_fraction=0.3,
                                     polygon_fraction=0.4)
