@@ -213,8 +213,9 @@ class SafeCheckpointer(DetectionCheckpointer):
     def _remove_stale_temp_files(self) -> None:
         if not self.save_to_disk:
             return
-        stale = glob.glob(os.path.join(glob.escape(self.save_dir), f".*{_TMP_SUFFIX}"))
-        stale = [p for p in stale if re.fullmatch(r"\.(model_.+\.pth|last_checkpoint)\..+\.tmp", os.path.basename(p))]
+        folder = glob.escape(self.save_dir)
+        stale = [p for name in ("model_*.pth", "last_checkpoint")  # the temp names atomic_write gives them
+                 for p in glob.glob(os.path.join(folder, f".{name}.*{_TMP_SUFFIX}"))]
         for path in stale:  # left by a save that was killed before its rename; never read
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)

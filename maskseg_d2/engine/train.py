@@ -101,8 +101,10 @@ def _protect_saved_configs(output_dir: str) -> None:
     """Redact the configs that Hydra (before us) and Detectron2's ``default_setup`` wrote."""
     if comm.get_rank() != 0:
         return
-    done = redact_hydra_outputs(output_dir) + \
-        [p for p in [os.path.join(output_dir, "config.yaml")] if redact_file(p)]
+    done = redact_hydra_outputs(output_dir)
+    d2_config = os.path.join(output_dir, "config.yaml")  # written by default_setup
+    if redact_file(d2_config):
+        done.append(d2_config)
     if done:
         logger.info("Secret values replaced with *** in %s", ", ".join(done))
 

@@ -33,7 +33,7 @@ def _fail(error: UserError) -> None:
 
 
 @contextlib.contextmanager
-def exit_on_user_error(run_dir: str | None = None) -> Iterator[None]:
+def exit_on_user_error() -> Iterator[None]:
     """A :class:`UserError` becomes ``error: <one line>`` on stderr and exit code 2, without a traceback.
 
     A write that fails for lack of space or rights (disk full, quota, ``ulimit -f``, read-only disk) is
@@ -43,9 +43,6 @@ def exit_on_user_error(run_dir: str | None = None) -> Iterator[None]:
 
     In a multirun the error is logged and re-raised instead, so Hydra marks that job failed and the sweep
     goes on with the next one (exiting would end the whole sweep).
-
-    Args:
-        run_dir (str or None): the run dir, if known: permission errors under it are converted too.
     """
     from .preflight import write_error
     from .secrets import protect_run
@@ -56,7 +53,7 @@ def exit_on_user_error(run_dir: str | None = None) -> Iterator[None]:
     except UserError as e:
         _fail(e)
     except (OSError, RuntimeError) as e:
-        error = write_error(e, run_dir)
+        error = write_error(e)  # train() converts errors under its run dir itself (disk_errors)
         if error is None:
             raise
         _fail(error)
