@@ -4,7 +4,7 @@ Which values are secret:
 
 - the value of every environment variable whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET``,
   ``_PASSWORD`` or ``_PASSWD`` (``WANDB_API_KEY``, ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``...);
-- every string under a config key named like a credential (``api_key``, ``token``, ``secret``, ``password``),
+- every string under a config key named like a credential (``api_key``, ``*_token``, ``secret``, ``*_password``),
   e.g. ``+logger.api_key=...`` typed on the command line.
 
 Dropping credential-named *keys* (:func:`maskseg_d2.tracking.wandb_writer.scrub_secrets`) misses a token that
@@ -34,7 +34,8 @@ REDACTED = "***"
 # Shorter values ("1", "true", "main", "cpu") occur everywhere: replacing them would garble logs and configs.
 MIN_SECRET_LEN = 6
 SECRET_ENV_NAME = re.compile(r"(?:^|_)(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
-SECRET_KEY_NAME = re.compile(r"(api_?key|token|secret|password|passwd)", re.IGNORECASE)
+# Anchored at the end like SECRET_ENV_NAME: ``tokenizer`` or ``max_tokens`` name settings, not credentials.
+SECRET_KEY_NAME = re.compile(r"(?:^|[_.-])(?:api_?key|key|token|secret|password|passwd)$", re.IGNORECASE)
 
 _secrets: set[str] = set()
 

@@ -33,8 +33,9 @@ def test_env_secrets_by_name_suffix_and_length(tmp_path):
 def test_config_secrets_are_credential_named_keys_resolved(monkeypatch, compose_cfg):
     token = _token("svc")
     monkeypatch.setenv("SVC_CREDENTIAL", token)  # name not credential-like: found through the config key
-    cfg = compose_cfg("+logger.api_key=${oc.env:SVC_CREDENTIAL}", "+dataset.hub_token=literal123")
-    assert sec.config_secrets(cfg) == {token, "literal123"}
+    cfg = compose_cfg("+logger.api_key=${oc.env:SVC_CREDENTIAL}", "+dataset.hub_token=literal123",
+                      "+model.tokenizer=bert-base-uncased", "+solver.max_tokens=long-enough")
+    assert sec.config_secrets(cfg) == {token, "literal123"}  # settings named like tokens are not secrets
 
 
 def test_redact_file_keeps_yaml_and_json_loadable(tmp_path):
