@@ -27,7 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..data.common import MAX_IMAGE_PIXELS
+from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals
 from ..errors import UserError, fail
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "load_predictions",
     "gc_paused",
     "image_size",
-    "rle_totals",
 ]
 
 logger = logging.getLogger(__name__)
@@ -214,88 +213,6 @@ def _rle_problem(segm: Mapping, h: int, w: int) -> str:
     return ""
 
 
-def rle_totals(counts: Sequence[str], chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels covered and smallest run of compressed COCO RLE strings, decoded with numpy.
-
-    Same results as :func:`maskseg_d2.data.common.coco_rle_totals` (pycocotools' ``rleFrString``), 5-10x
-    faster on 100k masks: most runs are one character, and strings are decoded in chunks of ``chunk``
-    characters so the int64 temporaries stay in cache instead of faulting in hundreds of MB.
-    A run of more than 7 characters (not a 32-bit count) gives a smallest run of -1.
-
-    Args:
-        counts (sequence of str): the ``counts`` strings.
-        chunk (int): characters decoded per numpy pass.
-
-    Returns:
-        tuple[np.ndarray, np.ndarray]: per string, the sum of its runs and its smallest run (int64; 0 and 0
-        for an empty string).
-
-    Raises:
-        ValueError: a character outside '0'..'o', or a string ending inside a run.
-    """
-    lengths = np.fromiter(map(len, counts), np.int64, len(counts))
-    cut = np.searchsorted(np.cumsum(lengths), np.arange(chunk, int(lengths.sum()), chunk)) + 1
-    edges = [0, *sorted({int(b) for b in cut if 0 < b < len(counts)}), len(counts)]
-    parts = [_rle_totals_chunk(counts[a:b], lengths[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate([t for t, _ in parts]), np.concatenate([m for _, m in parts])
-
-
-def _rle_totals_chunk(counts: Sequence[str], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    totals, mins = np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64)
-    c = np.frombuffer("".join(counts).encode("utf-8"), np.uint8)
-    if c.size != lengths.sum() or (c.size and (c.min() < 48 or c.max() > 111)):
-        raise ValueError("a character outside '0'..'o'")
-    if not c.size:
-        return totals, mins
-    c = c - np.uint8(48)  # 6 bits: 0x20 = more groups follow, 0x10 of the last group = negative
-    cum = np.cumsum(lengths)
-    if not (c[cum[lengths > 0] - 1] < 32).all():
-        raise ValueError("a counts string ends inside a run")
-    ends = np.flatnonzero(c < 32)  # the last group of each run
-    nchar = np.diff(ends, prepend=-1)
-    last = c[ends].astype(np.int64)
-    value = (last & 0x1F) - ((last & 0x10) << 1)  # one-group runs: 5-bit two's complement
-    multi = np.flatnonzero(nchar > 1)
-    if multi.size:
-        value[multi] = _multi_group_runs(c, ends[multi], nchar[multi])
-    upto = np.searchsorted(ends, cum)  # runs in strings 0..s
-    nruns = np.diff(upto, prepend=0)
-    first = upto - nruns
-    # from the 4th run on, a run is stored as the difference to the run two before: cumulative sums
-    # along each parity of the flat array, restarting at runs 0, 1 and 2 of every string
-    restart = np.zeros(ends.size, bool)
-    for k in range(3):
-        restart[(first + k)[nruns > k]] = True
-    for par in (0, 1):
-        x = value[par::2]
-        r = np.flatnonzero(restart[par::2])
-        before = np.where(r > 0, np.cumsum(x)[r - 1], 0)
-        y = x.copy()
-        y[r] -= np.diff(before, prepend=0)
-        value[par::2] = np.cumsum(y)
-    present = np.flatnonzero(nruns)
-    totals[present] = np.add.reduceat(value, first[present])
-    mins[present] = np.minimum.reduceat(value, first[present])
-    if multi.size and nchar[multi].max() > 7:
-        mins[np.searchsorted(upto, multi[nchar[multi] > 7], side="right")] = -1
-    return totals, mins
-
-
-def _multi_group_runs(c: np.ndarray, ends: np.ndarray, nchar: np.ndarray) -> np.ndarray:
-    """Values of the runs written with several 5-bit groups (little-endian, sign in the last group)."""
-    n = np.minimum(nchar, 7)  # > 7 groups cannot be a 32-bit count: flagged by the caller
-    start = ends - nchar + 1
-    value = np.zeros(n.size, np.int64)
-    for d in range(7):
-        sel = np.flatnonzero(n > d)
-        value[sel] |= (c[start[sel] + d] & 0x1F).astype(np.int64) << (5 * d)
-    neg = (c[ends] & 0x10) != 0
-    value[neg] -= np.left_shift(np.int64(1), 5 * n[neg])
-    return value
-
-
 def _first_bad_rle(counts: list[str], areas: list[int]) -> tuple[int, str]:
     """The first compressed RLE string (index into ``counts``) that is not a pycocotools string, holds a
     negative run or does not cover exactly its image's ``areas[k]`` = height*width pixels, and what is
@@ -304,10 +221,9 @@ def _first_bad_rle(counts: list[str], areas: list[int]) -> tuple[int, str]:
     if not counts:
         return -1, ""
     try:
-        totals, mins = rle_totals(counts)
-    except ValueError:  # a character outside '0'..'o' or an unfinished run: find it (error path only)
-        k = next(k for k, c in enumerate(counts) if _RLE_CHARS.search(c) or (c and ord(c[-1]) >= 80))
-        return k, "compressed RLE counts are not a pycocotools string (chars '0'..'o')"
+        totals, mins = coco_rle_totals(counts)
+    except RLEStringError as e:
+        return e.index, f"compressed RLE counts are not a pycocotools string: {e.reason}"
     bad = np.flatnonzero((totals != np.asarray(areas, dtype=np.int64)) | (mins < 0))
     if not bad.size:
         return -1, ""

@@ -331,3 +331,13 @@ def test_coco_rle_totals_match_pycocotools_and_catch_cut_strings(masks, cut):
     except ValueError:
         return  # the cut fell inside a run
     assert total < sizes[0]  # never mistaken for a whole mask
+
+
+@pytest.mark.parametrize("chunk", [4, 1 << 16])  # the bad string in a later chunk, or all in one
+def test_coco_rle_totals_name_the_bad_string(chunk):
+    good = mask_util.encode(np.asfortranarray(np.eye(9, dtype=np.uint8)))["counts"].decode()
+    for bad, reason in [("0z0", "character 'z'"), ("0P", "ends inside a run"),
+                        ("0" + "a" * 8 + "0", "more than 7 characters"), ("é0", "character 'é'")]:
+        with pytest.raises(ValueError, match=rf"^string 3: .*{reason}"):
+            coco_rle_totals([good, "", good.encode(), bad, good], chunk=chunk)
+    assert coco_rle_totals([good, "", good.encode()], chunk=chunk)[0].tolist() == [81, 0, 81]
