@@ -54,19 +54,24 @@ def _placeholder(node: ast.expr) -> str:
     return f"‹{name}›"  # not <name>: raw markdown would need HTML escapes
 
 
-def render(node: ast.expr | None) -> str | None:
-    """A message template from a str expression; ``None`` when it is built elsewhere (not a literal)."""
+def render(node: ast.expr | None, defaults: dict[str, str] | None = None) -> str | None:
+    """A message template from a str expression; ``None`` when it is built elsewhere (not a literal).
+    ``defaults``: string defaults of the enclosing function's parameters, shown instead of ‹name›."""
+    defaults = defaults or {}
     if node is None:
         return ""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Name) and node.id in defaults:
+        return defaults[node.id]
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else _placeholder(v.value) for v in node.values)
+        return "".join(v.value if isinstance(v, ast.Constant) else defaults.get(getattr(v.value, "id", ""))
+                       or _placeholder(v.value) for v in node.values)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = render(node.left), render(node.right)
+        left, right = render(node.left, defaults), render(node.right, defaults)
         return None if left is None or right is None else left + right
     if isinstance(node, ast.IfExp):  # "a" if x else "b": the longer one carries the meaning
-        a, b = render(node.body), render(node.orelse)
+        a, b = render(node.body, defaults), render(node.orelse, defaults)
         return max((t for t in (a, b) if t is not None), key=len, default=None)
     if isinstance(node, ast.BoolOp):  # where or str(path)
         return _placeholder(node.values[0])
@@ -92,6 +97,28 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
+def _string_defaults(tree: ast.AST) -> dict[int, dict[str, str]]:
+    """id(call) -> the prose string defaults (a fix text such as ``fix="export it again"``) of the parameters
+    of the functions around it; one-word defaults (``fmt="auto"``) stand for the value checked, not shown."""
+    scope: dict[int, dict[str, str]] = {}
+
+    def visit(node: ast.AST, defaults: dict[str, str]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            positional = a.posonlyargs + a.args
+            pairs = [*zip(positional[len(positional) - len(a.defaults):], a.defaults),
+                     *zip(a.kwonlyargs, a.kw_defaults)]
+            defaults = {**defaults, **{arg.arg: d.value for arg, d in pairs
+                                       if isinstance(d, ast.Constant) and isinstance(d.value, str) and " " in d.value}}
+        if isinstance(node, ast.Call):
+            scope[id(node)] = defaults
+        for child in ast.iter_child_nodes(node):
+            visit(child, defaults)
+
+    visit(tree, {})
+    return scope
+
+
 def entries_in(path: Path) -> list[Entry]:
     """The error messages built in one source file."""
     rel = path.relative_to(ROOT)
@@ -100,12 +127,13 @@ def entries_in(path: Path) -> list[Entry]:
     out = []
     tree = ast.parse(path.read_text(encoding="utf-8"))
     builders = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    scope = _string_defaults(tree)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         name = _callee(node)
         if name in FAIL_LIKE:
-            where, what, fix = (render(a) for a in _args(node, ("where", "what", "fix")))
+            where, what, fix = (render(a, scope[id(node)]) for a in _args(node, ("where", "what", "fix")))
             if where is None or what is None or fix is None:
                 continue
             message, fix = f"{where}: {what}", fix
@@ -114,7 +142,7 @@ def entries_in(path: Path) -> list[Entry]:
             if isinstance(arg, ast.Call) and _callee(arg) in builders:  # UserError(self._message(...))
                 returns = [r.value for r in ast.walk(builders[_callee(arg)]) if isinstance(r, ast.Return)]
                 arg = returns[0] if len(returns) == 1 else arg
-            text = render(arg)
+            text = render(arg, scope[id(node)])
             if text is None or text == _placeholder(arg):  # only a variable: the message is built elsewhere
                 continue
             message, _, fix = text.partition(SEP)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import json
 import logging
 import math
 import os
@@ -27,7 +26,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals
+from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals, read_json
 from ..errors import UserError, fail
 
 __all__ = [
@@ -236,21 +235,6 @@ def _first_bad_rle(counts: list[str], areas: list[int]) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------------- files
 
 
-def _read_json(path: str, what: str) -> Any:
-    if not os.path.isfile(path):
-        raise fail(path, f"{what} file not found", "check the path")
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise fail(path, f"not valid JSON ({e})", f"give a COCO {what} JSON file") from None
-    except (RecursionError, ValueError) as e:  # nested thousands deep; an integer of > 4300 digits
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
-        raise fail(path, f"not valid JSON ({why})", f"give a COCO {what} JSON file") from None
-    except OSError as e:
-        raise fail(path, f"cannot read the {what} file ({e.strerror})", "check its permissions") from None
-
-
 def _not_coco_gt(data: Any, where: str) -> UserError:
     """The error for a GT that is not a COCO instances dict, saying what it looks like instead."""
     first = data[0] if isinstance(data, list) and data else data
@@ -303,7 +287,7 @@ def load_ground_truth(source: str | Mapping, name: str = "gt") -> GroundTruth:
         GroundTruth: the checked dataset.
     """
     where = source if isinstance(source, str) else name
-    data = _read_json(source, "ground truth") if isinstance(source, str) else source
+    data = read_json(source, "ground-truth file", "gt=", "give the COCO instances JSON of the images") if isinstance(source, str) else source
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _not_coco_gt(data, where)
     cats = _check_categories(data.get("categories"), where)
@@ -585,7 +569,7 @@ def load_predictions(source: str | Sequence[Mapping], gt: GroundTruth, name: str
         Predictions: normalized results and the tasks they support.
     """
     where = source if isinstance(source, str) else name
-    raw = _read_json(source, "results") if isinstance(source, str) else source
+    raw = read_json(source, "results file", "pred=", "give the COCO results JSON that the model wrote") if isinstance(source, str) else source
     if isinstance(raw, dict) and isinstance(raw.get("annotations"), list):
         raise fail(
             where,

@@ -199,7 +199,7 @@ def build_convert_corpus(c: Corpus) -> None:
 
     # ---- Label Studio JSON: files
     c.export("ls_truncated", ["looks truncated"], text=text[: len(text) // 2])
-    c.export("ls_not_utf8", ["cannot read", "utf-8"], raw=b"\xff\xfe[{\x00\x81garbage")
+    c.export("ls_not_utf8", ["is not UTF-8 text", "UTF-8 JSON"], raw=b"\xff\xfe[{\x00\x81garbage")
     c.export("ls_nested", ["nested too deeply"], text="[" * 50_000 + "]" * 50_000)
     c.export("ls_top_dict", ["unrecognised annotation file (a JSON dict)"], {"tasks": ok_ls})
     c.export("ls_top_number", ["unrecognised annotation file (a JSON int)"], 42)
@@ -541,9 +541,9 @@ def _eval_corpus(root: Path) -> dict[str, tuple[list[str], list[str]]]:
     short = {"size": [h, w], "counts": _coco_counts([h * w - 40, 30])}  # 10 pixels short
     negative = {"size": [h, w], "counts": _coco_counts([h * w + 10, 5, -15])}  # sums to h*w, a run < 0
     # ---- GT: files
-    case("gt_truncated", ["not valid JSON"], gt_text=json.dumps(gt)[:-40])
-    case("gt_nested", ["not valid JSON (nested too deeply)"], gt_text="[" * 50_000 + "]" * 50_000)
-    case("gt_int_too_long", ["not valid JSON (Exceeds the limit"], gt_text='{"images": ' + "1" * 5000 + "}")
+    case("gt_truncated", ["invalid JSON"], gt_text=json.dumps(gt)[:-40])
+    case("gt_nested", ["invalid JSON: nested too deeply"], gt_text="[" * 50_000 + "]" * 50_000)
+    case("gt_int_too_long", ["invalid JSON: Exceeds the limit"], gt_text='{"images": ' + "1" * 5000 + "}")
     case("gt_list", ["not a COCO instances file"], g=[gt])
     case("gt_is_results", ["looks like COCO results", "swap gt= and pred="], g=preds)
     case("gt_labelstudio_export", ["Label Studio export, not a COCO instances file", "tools/convert.py"],
@@ -607,8 +607,8 @@ def _eval_corpus(root: Path) -> dict[str, tuple[list[str], list[str]]]:
          g=gt_with(lambda g: g["annotations"][i_gt_poly].update(segmentation={"size": ["60", "80"],
                                                                               "counts": "PP"})))
     # ---- results: files
-    case("pred_truncated", ["not valid JSON"], pred_text=json.dumps(preds)[:-40])
-    case("pred_not_utf8", ["not valid JSON"], pred_raw=b"\xff\xfe[\x00\x81")
+    case("pred_truncated", ["invalid JSON"], pred_text=json.dumps(preds)[:-40])
+    case("pred_not_utf8", ["invalid JSON"], pred_raw=b"\xff\xfe[\x00\x81")
     case("pred_dict", ["must be a JSON list"], p={"results": preds})
     case("pred_gt_file", ["looks like a GT file"], p=gt)
     # ---- results: ids and scores

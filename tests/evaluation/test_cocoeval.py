@@ -194,6 +194,6 @@ def test_results_file_given_as_gt_is_explained(tmp_path, write_json):
     g = load_ground_truth(gt)
     with pytest.raises(UserError, match="looks like a GT file"):
         load_predictions(write_json("swapped.json", gt), g)
-    with pytest.raises(UserError, match="not valid JSON"):
+    with pytest.raises(UserError, match="invalid JSON"):
         (tmp_path / "broken.json").write_text("[{")
         load_predictions(str(tmp_path / "broken.json"), g)
