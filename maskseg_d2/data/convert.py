@@ -20,6 +20,7 @@ from typing import Any
 from pycocotools import mask as mask_util
 
 from ..errors import fail
+from ..utils.fileio import atomic_write_text
 from .common import ON_ERROR_POLICIES, LoadResult
 from .formats import read_dataset
 
@@ -125,9 +126,8 @@ def to_coco(result: LoadResult, image_root: str | os.PathLike, description: str 
 def _write_json(doc: dict, output: str | os.PathLike) -> None:
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    os.replace(tmp, out)  # never leave a half-written file where a training run would read it
+    # never a half-written file where a training run would read it
+    atomic_write_text(out, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
 
 
 def convert(

@@ -23,8 +23,7 @@ import logging
 import os
 import pickle
 import re
-import secrets
-from typing import IO, Any, Callable
+from typing import Any
 
 import torch
 
@@ -35,8 +34,9 @@ compat.apply()
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
+from ..utils.fileio import atomic_write, temp_name_pattern  # noqa: E402
 
-__all__ = ["SafeCheckpointer", "TRUST_ENV", "trust_from_env", "load_checkpoint_file", "atomic_write",
+__all__ = ["SafeCheckpointer", "TRUST_ENV", "trust_from_env", "load_checkpoint_file",
            "checkpoint_files", "has_finite_weights", "is_model_zoo_file"]
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 # An environment variable rather than a config key: train, eval, predict, export and notebooks all load
 # weights through different configs, and an opt-in to running code must not be saved into a run's config.
 TRUST_ENV = "MASKSEG_TRUST_WEIGHTS"
-_TMP_SUFFIX = ".tmp"  # temp files: ".<final name>.<random>.tmp" (hidden, never matches model_*.pth)
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _warned_pickles: set[str] = set()
 
@@ -61,48 +60,6 @@ def is_model_zoo_file(path: str) -> bool:
 
     zoo = os.path.realpath(os.path.join(get_cache_dir(), "detectron2"))
     return os.path.realpath(path).startswith(zoo + os.sep)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:  # the rename itself reaches the disk only with the folder's entry (POSIX; no-op elsewhere)
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temp file in the same folder: ``write(f)``, fsync, ``os.replace``.
-
-    Readers see the old file or the complete new one, never a partial one; on any error the temp file is
-    removed, the old file is left as it was and an ``OSError`` without a file name gets ``path``.
-
-    Args:
-        path (str): the final file.
-        write (callable): writes the content into the binary file object it is given.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    # os.open, not mkstemp: mode 0o666 minus the umask, like the plain open() it replaces (mkstemp gives 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt included: never leave a temp file behind when we can help it
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        if isinstance(e, OSError) and not e.filename:
-            e.filename = path  # disk full: the error names the checkpoint (utils.preflight.write_error says it)
-        raise
-    _fsync_dir(folder)
 
 
 def _first_line(error: BaseException) -> str:
@@ -214,8 +171,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         if not self.save_to_disk:
             return
         folder = glob.escape(self.save_dir)
-        stale = [p for name in ("model_*.pth", "last_checkpoint")  # the temp names atomic_write gives them
-                 for p in glob.glob(os.path.join(folder, f".{name}.*{_TMP_SUFFIX}"))]
+        stale = [p for name in ("model_*.pth", "last_checkpoint")
+                 for p in glob.glob(os.path.join(folder, temp_name_pattern(name)))]
         for path in stale:  # left by a save that was killed before its rename; never read
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)

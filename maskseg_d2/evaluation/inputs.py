@@ -17,7 +17,6 @@ import gc
 import itertools
 import logging
 import math
-import os
 import re
 import reprlib
 from dataclasses import dataclass, field

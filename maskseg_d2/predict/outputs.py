@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..utils.fileio import atomic_write_text
 from ..visualization.overlay import draw_detections
 from .detections import Detections
 from .export import (
@@ -133,10 +134,7 @@ def imwrite(path: str, image: np.ndarray, params: Sequence[int] = ()) -> None:
 
 def _write_json(path: str, obj: Any) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False)
-    os.replace(tmp, path)  # never a half-written JSON when interrupted
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False))  # never a half-written JSON when interrupted
 
 
 def _posix_rel(path: str, start: str) -> str:

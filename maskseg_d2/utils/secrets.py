@@ -23,6 +23,8 @@ import re
 import sys
 from typing import Any, Iterable, Mapping
 
+from .fileio import atomic_write_text
+
 __all__ = ["REDACTED", "MIN_SECRET_LEN", "SECRET_ENV_NAME", "SECRET_KEY_NAME", "env_secrets",
            "config_secrets", "register_secrets", "known_secrets", "contains_secret", "redact", "redact_tree",
            "redact_file", "redact_hydra_outputs", "SecretFilter", "install_log_redaction", "protect_run",
@@ -151,10 +153,7 @@ def redact_file(path: str) -> bool:
         text = f.read()
     if not contains_secret(text):
         return False
-    tmp = f"{path}.redact-tmp"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(_redacted_text(path, text))
-    os.replace(tmp, path)  # never a half-written config
+    atomic_write_text(path, _redacted_text(path, text), errors="surrogateescape")  # never a half-written config
     return True
 
 
