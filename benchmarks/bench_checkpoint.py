@@ -83,7 +83,8 @@ def main() -> None:
             times["safe load"].append(_time(lambda: SafeCheckpointer(model).load(f"{folder}/model_safe.pth")))
         size = os.path.getsize(os.path.join(folder, "model_safe.pth")) / 2**20
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.model}: checkpoint {size:.0f} MB, {args.repeat} repeats, {platform.processor() or platform.machine()}, "
+    cpu = platform.processor() or platform.machine()
+    print(f"{args.model}: checkpoint {size:.0f} MB, {args.repeat} repeats, {cpu}, "
           f"torch {torch.__version__}, folder on {base}")
     for op in ("save", "load"):
         p, s = med[f"plain {op}"], med[f"safe {op}"]

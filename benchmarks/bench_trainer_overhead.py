@@ -122,7 +122,8 @@ def main() -> None:
 
     print(f"\n{args.iters} iterations, batch {args.batch}, COCO eval every {args.eval_period} "
           f"(best of 2 runs each, {os.cpu_count()} CPU cores, torch threads {__import__('torch').get_num_threads()})")
-    print("| trainer | wall s/iter | CPU s/iter (all) | CPU s/iter (without evaluation hooks) | evaluation hooks CPU s |")
+    print("| trainer | wall s/iter | CPU s/iter (all) | CPU s/iter (without evaluation hooks) "
+          "| evaluation hooks CPU s |")
     print("|---|---|---|---|---|")
     for kind in ("plain", "ours"):
         print(f"| {kind} | {best(kind, 'wall_per_iter'):.3f} | {best(kind, 's_per_iter'):.3f} | "

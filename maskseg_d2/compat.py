@@ -53,7 +53,8 @@ class _CompiledOpsStub(types.ModuleType):
             raise AttributeError(name)
 
         def _missing(*args, **kwargs):
-            raise CompiledOpsMissing(f"{name} needs Detectron2's compiled ops; install the official build: {INSTALL_HOWTO}")
+            raise CompiledOpsMissing(
+                f"{name} needs Detectron2's compiled ops; install the official build: {INSTALL_HOWTO}")
 
         _missing.__name__ = name
         return _missing

@@ -112,7 +112,8 @@ def resolve_weights(model_cfg: Mapping[str, Any]) -> str:
         return ""
     if "://" not in weights and not Path(weights).is_file():
         raise UserError(
-            f"model.weights={weights}: file not found — give an existing .pth/.pkl file, or one of zoo, imagenet, scratch"
+            f"model.weights={weights}: file not found — give an existing .pth/.pkl file, "
+            "or one of zoo, imagenet, scratch"
         )
     return weights
 
@@ -211,7 +212,8 @@ def _merge_raw(d2: CfgNode, tree: Mapping[str, Any] | None, where: str) -> None:
     try:
         d2.merge_from_list(pairs)
     except (KeyError, AssertionError, ValueError) as e:
-        raise UserError(f"{where}: {e} — check the Detectron2 key name and value type (detectron2/config/defaults.py)")
+        raise UserError(
+            f"{where}: {e} — check the Detectron2 key name and value type (detectron2/config/defaults.py)")
 
 
 def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
@@ -231,7 +233,8 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     try:
         d2.merge_from_file(model_zoo.get_config_file(cfg.model.zoo_config))
     except RuntimeError as e:
-        raise UserError(f"model.zoo_config={cfg.model.zoo_config}: {e} — pick a config from detectron2/model_zoo/configs")
+        raise UserError(
+            f"model.zoo_config={cfg.model.zoo_config}: {e} — pick a config from detectron2/model_zoo/configs")
     d2.MODEL.WEIGHTS = resolve_weights(cfg.model)
     if cfg.model.weights == "scratch":
         _apply_scratch(d2)

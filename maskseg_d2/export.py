@@ -16,8 +16,9 @@ The exported graph maps a ``(3, h, w)`` uint8 image, already resized to the test
 XYXY in that resized image, ``scores`` (N,), ``classes`` (N,) int64 and ``masks`` (N, 1, M, M) mask
 probabilities inside each box. The score threshold, NMS and the per-image cap are inside the graph.
 :class:`ExportedModel` does the resizing and pastes the masks at full resolution as
-:class:`maskseg_d2.predict.BatchPredictor` does (same resize, same paste; it keeps empty masks). The run's classes and the test size travel inside the file
-(TorchScript extra file / ONNX metadata ``maskseg``), so the file alone is enough to predict.
+:class:`maskseg_d2.predict.BatchPredictor` does (same resize, same paste; it keeps empty masks). The run's
+classes and the test size travel inside the file (TorchScript extra file / ONNX metadata ``maskseg``), so the
+file alone is enough to predict.
 
 Tracing needs no compiled Detectron2 op (the registry copy's stub ``detectron2._C`` is never called):
 NMS and RoIAlign come from torchvision, so ``import torchvision`` before ``torch.jit.load`` elsewhere.
@@ -160,8 +161,9 @@ def _save_onnx(model, image: torch.Tensor, path: str, meta: dict, opset: int) ->
                 dynamic_axes={"image": {1: "height", 2: "width"}, **per_instance},
             )
     except Exception as e:  # an operator without ONNX symbolic: say which, keep torchscript as the way out
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RuntimeError(f"torch.onnx.export failed for this model (torch {torch.__version__}, opset {opset}): "
-                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__} — use format=torchscript") from e
+                           f"{first} — use format=torchscript") from e
     proto = onnx.load(path)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)

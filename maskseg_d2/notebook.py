@@ -87,7 +87,8 @@ def ap_table(run_dir: str) -> str:
 
     path = os.path.join(run_dir, "eval", "results.json")
     if not os.path.isfile(path):
-        raise UserError(f"{path}: not found — the run has no final evaluation; run python tools/eval.py run={run_dir}")
+        raise UserError(
+            f"{path}: not found — the run has no final evaluation; run python tools/eval.py run={run_dir}")
     with open(path, encoding="utf-8") as f:
         return format_ap_table(json.load(f))
 

@@ -38,7 +38,8 @@ def test_catalog_finds_the_known_messages():
 
 
 _GUIDANCE = re.compile(r"\b(use|give|pass|set|choose|put|must|add|check|remove|try|fix|rename|wait|train|"
-                       r"export|install|drop|lower|redraw|keep|annotate|resize|copy|needs|expected|e\.g)\b", re.IGNORECASE)
+                       r"export|install|drop|lower|redraw|keep|annotate|resize|copy|needs|expected|e\.g)\b",
+                       re.IGNORECASE)
 
 
 def test_every_error_says_what_to_do():

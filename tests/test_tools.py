@@ -37,8 +37,9 @@ def test_make_train_cars_signs_without_data_exits_2(tmp_path):
 def test_eval_without_run_is_one_line():
     proc = _run(sys.executable, "tools/eval.py")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert _error_lines(proc.stderr) == ["error: run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir> "
-                                         "(or gt=<COCO json> pred=<results json>, or compare=[runA,runB])"]
+    assert _error_lines(proc.stderr) == [
+        "error: run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir> "
+        "(or gt=<COCO json> pred=<results json>, or compare=[runA,runB])"]
 
 
 def test_make_help_lists_targets():

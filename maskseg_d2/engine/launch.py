@@ -73,7 +73,8 @@ def _dist_url(cfg: DictConfig) -> str:
         return f"tcp://{submitit.JobEnvironment().hostnames[0]}:{29500 + int(os.environ.get('SLURM_JOB_ID', 0)) % 1000}"
     from ..errors import UserError
 
-    raise UserError("trainer.dist_url=auto works on one machine or under SLURM — give trainer.dist_url=tcp://<rank-0 host>:<port>")
+    raise UserError("trainer.dist_url=auto works on one machine or under SLURM — "
+                    "give trainer.dist_url=tcp://<rank-0 host>:<port>")
 
 
 def launch_train(cfg: DictConfig) -> dict[str, Any]:

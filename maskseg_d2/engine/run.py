@@ -42,7 +42,8 @@ def load_run(run_dir: str, checkpoint: str = "model_final.pth", device: str = "a
     hydra_yaml, d2_yaml = (os.path.join(run_dir, n) for n in ("config_resolved.yaml", "config.yaml"))
     for path in (hydra_yaml, d2_yaml):
         if not os.path.isfile(path):
-            raise UserError(f"{path}: missing — {run_dir} is not a complete maskseg-d2 run dir (was training interrupted?)")
+            raise UserError(
+                f"{path}: missing — {run_dir} is not a complete maskseg-d2 run dir (was training interrupted?)")
     weights = checkpoint if os.path.isfile(checkpoint) else os.path.join(run_dir, checkpoint)
     if not os.path.isfile(weights):
         have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth"))

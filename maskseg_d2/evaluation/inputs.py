@@ -286,7 +286,10 @@ def load_ground_truth(source: str | Mapping, name: str = "gt") -> GroundTruth:
         GroundTruth: the checked dataset.
     """
     where = source if isinstance(source, str) else name
-    data = read_json(source, "ground-truth file", "gt=", "give the COCO instances JSON of the images") if isinstance(source, str) else source
+    if isinstance(source, str):
+        data = read_json(source, "ground-truth file", "gt=", "give the COCO instances JSON of the images")
+    else:
+        data = source
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _not_coco_gt(data, where)
     cats = _check_categories(data.get("categories"), where)
@@ -568,7 +571,10 @@ def load_predictions(source: str | Sequence[Mapping], gt: GroundTruth, name: str
         Predictions: normalized results and the tasks they support.
     """
     where = source if isinstance(source, str) else name
-    raw = read_json(source, "results file", "pred=", "give the COCO results JSON that the model wrote") if isinstance(source, str) else source
+    if isinstance(source, str):
+        raw = read_json(source, "results file", "pred=", "give the COCO results JSON that the model wrote")
+    else:
+        raw = source
     if isinstance(raw, dict) and isinstance(raw.get("annotations"), list):
         raise fail(
             where,

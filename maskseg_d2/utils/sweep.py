@@ -59,7 +59,8 @@ def write_leaderboard(sweep_dir: str) -> None:
         return
     failed = _failed_jobs(sweep_dir)
     if failed:  # the leaderboard lists every job; say loudly which ones failed and why
-        lines = [f"- job {j['num']} ({' '.join(j['overrides']) or 'no overrides'}): FAILED — {j['error']}" for j in failed]
+        lines = [f"- job {j['num']} ({' '.join(j['overrides']) or 'no overrides'}): FAILED — {j['error']}"
+                 for j in failed]
         with open(paths[0], "a") as f:
             f.write("\n## Failed jobs\n\n" + "\n".join(lines) + "\n")
         log.error("%d of the sweep's jobs failed; see %s", len(failed), paths[0])
