@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import unicodedata
 import urllib.parse
 from collections import Counter
@@ -50,6 +51,7 @@ __all__ = [
     "is_utf8",
     "coco_rle_totals",
     "RLEStringError",
+    "rle_string_problem",
     "exif_orientation",
     "finish_load",
     "mask_annotation",
@@ -566,6 +568,9 @@ def mask_annotation(mask: np.ndarray, category: str | int | None = None) -> dict
     return rle_annotation(mask_to_rle(mask), category)
 
 
+_RLE_BAD_CHAR = re.compile(r"[^0-o]")  # pycocotools' compressed counts use chars '0' (48) .. 'o' (111)
+
+
 class RLEStringError(ValueError):
     """A compressed COCO RLE string that pycocotools cannot read: ``index`` (which string) and ``reason``."""
 
@@ -615,12 +620,13 @@ def coco_rle_totals(counts: Sequence[str | bytes], chunk: int = 1 << 16) -> tupl
     return np.concatenate([t for t, _ in parts]), np.concatenate([m for _, m in parts])
 
 
-def _rle_string_problem(s: str) -> str:
-    """Why one counts string is not a pycocotools string ("" when its characters are fine)."""
-    bad = next((ch for ch in s if not "0" <= ch <= "o"), None)
-    if bad is not None:
-        return f"character {bad!r} is not a COCO RLE character ('0'..'o')"
-    return "the counts string ends inside a run" if s and ord(s[-1]) >= 80 else ""
+def rle_string_problem(counts: str) -> str:
+    """Why one compressed counts string is not a pycocotools string; "" when its characters are fine (its
+    runs are checked by :func:`coco_rle_totals`)."""
+    bad = _RLE_BAD_CHAR.search(counts)
+    if bad:
+        return f"character {bad.group()!r} is not a COCO RLE character ('0'..'o')"
+    return "the counts string ends inside a run" if counts and ord(counts[-1]) >= 80 else ""
 
 
 def _rle_totals_chunk(counts: Sequence[str], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -629,7 +635,7 @@ def _rle_totals_chunk(counts: Sequence[str], lengths: np.ndarray) -> tuple[np.nd
     cum = np.cumsum(lengths)
     if c.size != lengths.sum() or (c.size and (c.min() < 48 or c.max() > 111)) or \
             (c.size and not (c[cum[lengths > 0] - 1] < 80).all()):  # found here, named on this error path
-        k, why = next((k, why) for k, s in enumerate(counts) if (why := _rle_string_problem(s)))
+        k, why = next((k, why) for k, s in enumerate(counts) if (why := rle_string_problem(s)))
         raise RLEStringError(k, why)
     if not c.size:
         return totals, mins

@@ -17,7 +17,6 @@ import gc
 import itertools
 import logging
 import math
-import re
 import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
@@ -25,7 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals, read_json
+from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals, read_json, rle_string_problem
 from ..errors import UserError, fail
 
 __all__ = [
@@ -48,7 +47,6 @@ COORD_FACTOR = 10
 _SIDE_WITHOUT_SIZE = 65_535  # bound for images without height/width: the largest JPEG side
 _MAX_ID = 2**53  # ids go through float64 arrays in the backends: larger ones would collide
 _MAX_AREA = COORD_FACTOR**2 * MAX_IMAGE_PIXELS
-_RLE_CHARS = re.compile(r"[^0-o]")  # pycocotools' compressed counts use chars '0' (48) .. 'o' (111)
 _NUMBER_TYPES = frozenset({int, float})  # exact types: JSON gives int/float; bool is not a number here
 _GT_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation")
 _GT_KEY_SET = frozenset(_GT_KEYS)
@@ -206,9 +204,10 @@ def _rle_problem(segm: Mapping, h: int, w: int) -> str:
         return ""
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
-    if not isinstance(counts, str) or _RLE_CHARS.search(counts) or (counts and ord(counts[-1]) >= 80):
-        return "compressed RLE counts are not a pycocotools string (chars '0'..'o')"  # >= 80: run unfinished
-    return ""
+    if not isinstance(counts, str):
+        return "compressed RLE counts are not a pycocotools string"
+    why = rle_string_problem(counts)
+    return f"compressed RLE counts are not a pycocotools string: {why}" if why else ""
 
 
 def _first_bad_rle(counts: list[str], areas: list[int]) -> tuple[int, str]:
