@@ -36,8 +36,11 @@ REDACTED = "***"
 # Shorter values ("1", "true", "main", "cpu") occur everywhere: replacing them would garble logs and configs.
 MIN_SECRET_LEN = 6
 SECRET_ENV_NAME = re.compile(r"(?:^|_)(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
-# Anchored at the end like SECRET_ENV_NAME: ``tokenizer`` or ``max_tokens`` name settings, not credentials.
-SECRET_KEY_NAME = re.compile(r"(?:^|[_.-])(?:api_?key|key|token|secret|password|passwd)$", re.IGNORECASE)
+# Credential forms at the end of the name (``api_key``, ``wandbApiKey``, ``hf_token``, ``accessToken``,
+# ``client_secret``, ``db_password``); ``tokenizer``, ``max_tokens``, ``image_key`` name settings, not secrets.
+SECRET_KEY_NAME = re.compile(
+    r"(?:(?:api|access|secret|private)_?key|(?:^|[_.-]|api|access|auth|refresh|bearer)token|secret|passw(?:or)?d)$",
+    re.IGNORECASE)
 
 _secrets: set[str] = set()
 

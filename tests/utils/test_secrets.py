@@ -34,8 +34,10 @@ def test_config_secrets_are_credential_named_keys_resolved(monkeypatch, compose_
     token = _token("svc")
     monkeypatch.setenv("SVC_CREDENTIAL", token)  # name not credential-like: found through the config key
     cfg = compose_cfg("+logger.api_key=${oc.env:SVC_CREDENTIAL}", "+dataset.hub_token=literal123",
-                      "+model.tokenizer=bert-base-uncased", "+solver.max_tokens=long-enough")
-    assert sec.config_secrets(cfg) == {token, "literal123"}  # settings named like tokens are not secrets
+                      "+model.tokenizer=bert-base-uncased", "+solver.max_tokens=long-enough",
+                      "dataset.image_key=picture_url", "+logger.wandbApiKey=camelCase1")
+    # settings named like tokens or keys are not secrets
+    assert sec.config_secrets(cfg) == {token, "literal123", "camelCase1"}
 
 
 def test_redact_file_keeps_yaml_and_json_loadable(tmp_path):
