@@ -34,6 +34,7 @@ from .common import (
     ImageIndex,
     LoadResult,
     LoadStats,
+    RLEStringError,
     coco_rle_totals,
     finish_load,
     mask_annotation,
@@ -239,7 +240,7 @@ def _rle_runs(doc: dict) -> dict[int, tuple[int, int]]:
              if isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes))]
     try:
         totals, shortest = coco_rle_totals([segs[i]["counts"] for i in index])
-    except ValueError:
+    except RLEStringError:
         return {}
     return {i: (int(t), int(m)) for i, t, m in zip(index, totals, shortest)}
 
@@ -260,9 +261,8 @@ def _rle(seg: dict, where: str, fix: SizeFix, runs: tuple[int, int] | None = Non
     elif isinstance(counts, (str, bytes)):
         try:
             total, shortest = runs or (int(v[0]) for v in coco_rle_totals([counts]))
-        except ValueError as e:
-            reason = str(e).split(": ", 1)[-1]
-            raise fail(where, f"RLE counts are not a COCO RLE string: {reason}",
+        except RLEStringError as e:
+            raise fail(where, f"RLE counts are not a COCO RLE string: {e.reason}",
                        "export the file again") from None
         if shortest < 0:
             raise fail(where, "RLE counts hold a negative run", "export the file again")

@@ -109,7 +109,7 @@ def read_json(path: str | os.PathLike, what: str = "file", setting: str = "datas
     except OSError as e:
         raise fail(str(path), f"cannot read the {what}: {e.strerror}",
                    "check the path and the file's permissions") from None
-    if not raw.strip():
+    if not raw.lstrip(b"\xef\xbb\xbf").strip():  # nothing but white space (and a UTF-8 BOM)
         raise fail(str(path), "the file is empty", fix)
     try:
         return json.loads(raw)  # bytes: UTF-8 with or without BOM, UTF-16/32 detected like the json docs say
@@ -118,8 +118,8 @@ def read_json(path: str | os.PathLike, what: str = "file", setting: str = "datas
         hint = "the file looks truncated" if cut else "the file is not valid JSON"
         raise fail(str(path), f"invalid JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}",
                    f"{hint}; {fix}") from None
-    except UnicodeDecodeError as e:
-        raise fail(str(path), f"invalid JSON: byte {e.start} is not UTF-8 text",
+    except UnicodeDecodeError as e:  # json guesses UTF-8/16/32 from the first bytes
+        raise fail(str(path), f"invalid JSON: byte {e.start} is not {e.encoding} text",
                    f"save it as UTF-8 JSON; {fix}") from None
     except (RecursionError, ValueError) as e:  # nested thousands deep; an integer of > 4300 digits
         why = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
@@ -569,6 +569,7 @@ def mask_annotation(mask: np.ndarray, category: str | int | None = None) -> dict
 
 
 _RLE_BAD_CHAR = re.compile(r"[^0-o]")  # pycocotools' compressed counts use chars '0' (48) .. 'o' (111)
+_RLE_LONG_RUN = re.compile(r"[P-o]{7}")  # 7 groups with 'more follow' (0x20, chars >= 'P'): > 35 bits
 
 
 class RLEStringError(ValueError):
@@ -607,45 +608,45 @@ def coco_rle_totals(counts: Sequence[str | bytes], chunk: int = 1 << 16) -> tupl
     """
     counts = [c.decode("latin-1") if isinstance(c, (bytes, bytearray)) else c for c in counts]
     lengths = np.fromiter(map(len, counts), np.int64, len(counts))
-    cut = np.searchsorted(np.cumsum(lengths), np.arange(chunk, int(lengths.sum()), chunk)) + 1
+    cut = np.searchsorted(np.cumsum(lengths), np.arange(chunk, int(lengths.sum()), max(chunk, 1))) + 1
     edges = [0, *sorted({int(b) for b in cut if 0 < b < len(counts)}), len(counts)]
-    parts = []
+    parts = []  # at least one (maybe empty) chunk; chunks in order, so the first bad string is named
     for a, b in zip(edges[:-1], edges[1:]):
         try:
             parts.append(_rle_totals_chunk(counts[a:b], lengths[a:b]))
         except RLEStringError as e:
             raise RLEStringError(a + e.index, e.reason) from None
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate([t for t, _ in parts]), np.concatenate([m for _, m in parts])
 
 
 def rle_string_problem(counts: str) -> str:
-    """Why one compressed counts string is not a pycocotools string; "" when its characters are fine (its
-    runs are checked by :func:`coco_rle_totals`)."""
+    """Why one compressed counts string is not a pycocotools string; "" when it is one (whether its runs
+    add up to the image is for :func:`coco_rle_totals` to say)."""
     bad = _RLE_BAD_CHAR.search(counts)
     if bad:
         return f"character {bad.group()!r} is not a COCO RLE character ('0'..'o')"
-    return "the counts string ends inside a run" if counts and ord(counts[-1]) >= 80 else ""
+    if counts and ord(counts[-1]) >= 80:
+        return "the counts string ends inside a run"
+    if _RLE_LONG_RUN.search(counts):
+        return "a run of more than 7 characters is not a pixel count"
+    return ""
 
 
 def _rle_totals_chunk(counts: Sequence[str], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     totals, mins = np.zeros(len(counts), np.int64), np.zeros(len(counts), np.int64)
-    c = np.frombuffer("".join(counts).encode("utf-8"), np.uint8)
-    cum = np.cumsum(lengths)
-    if c.size != lengths.sum() or (c.size and (c.min() < 48 or c.max() > 111)) or \
-            (c.size and not (c[cum[lengths > 0] - 1] < 80).all()):  # found here, named on this error path
-        k, why = next((k, why) for k, s in enumerate(counts) if (why := rle_string_problem(s)))
-        raise RLEStringError(k, why)
+    # surrogatepass: a lone surrogate (JSON "\ud800") becomes 3 bytes, caught by the length check below
+    c = np.frombuffer("".join(counts).encode("utf-8", "surrogatepass"), np.uint8)
+    if c.size != lengths.sum() or (c.size and (c.min() < 48 or c.max() > 111)):
+        _raise_first_bad(counts)
     if not c.size:
         return totals, mins
     c = c - np.uint8(48)  # 6 bits: 0x20 = more groups follow, 0x10 of the last group = negative
+    cum = np.cumsum(lengths)
     ends = np.flatnonzero(c < 32)  # the last group of each run
     nchar = np.diff(ends, prepend=-1)
+    if not (c[cum[lengths > 0] - 1] < 32).all() or nchar.max() > 7:  # a run unfinished or not a 32-bit count
+        _raise_first_bad(counts)
     upto = np.searchsorted(ends, cum)  # runs in strings 0..s
-    if nchar.max() > 7:
-        raise RLEStringError(int(np.searchsorted(upto, np.argmax(nchar > 7), side="right")),
-                             "a run of more than 7 characters is not a pixel count")
     last = c[ends].astype(np.int64)
     value = (last & 0x1F) - ((last & 0x10) << 1)  # one-group runs: 5-bit two's complement
     multi = np.flatnonzero(nchar > 1)
@@ -669,6 +670,12 @@ def _rle_totals_chunk(counts: Sequence[str], lengths: np.ndarray) -> tuple[np.nd
     totals[present] = np.add.reduceat(value, first[present])
     mins[present] = np.minimum.reduceat(value, first[present])
     return totals, mins
+
+
+def _raise_first_bad(counts: Sequence[str]) -> None:
+    """Raise :class:`RLEStringError` for the first string with a problem (error path only: a loop)."""
+    k, why = next((k, why) for k, s in enumerate(counts) if (why := rle_string_problem(s)))
+    raise RLEStringError(k, why)
 
 
 def _multi_group_runs(c: np.ndarray, ends: np.ndarray, nchar: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError, fail
+from ..utils.fileio import atomic_write
 from .common import (
     OUTSIDE_SLACK,
     ClassMapper,
@@ -109,9 +110,7 @@ def _decode_image_data(json_file: Path, image_data: str, where: str) -> Path:
     out = json_file.parent / CACHE_DIR / (json_file.stem + _FORMAT_EXT.get(fmt, ".png"))
     if not out.is_file() or hashlib.sha1(out.read_bytes()).digest() != hashlib.sha1(raw).digest():
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f"{out.suffix}.{os.getpid()}.tmp")  # per process: DDP workers load at once
-        tmp.write_bytes(raw)
-        os.replace(tmp, out)  # atomic: a reader sees the old or the new file, never half of one
+        atomic_write(out, lambda f: f.write(raw))  # DDP workers load at once: never half a file
     return out
 
 

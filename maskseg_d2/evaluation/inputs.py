@@ -219,8 +219,9 @@ def _first_bad_rle(counts: list[str], areas: list[int]) -> tuple[int, str]:
         return -1, ""
     try:
         totals, mins = coco_rle_totals(counts)
-    except RLEStringError as e:
-        return e.index, f"compressed RLE counts are not a pycocotools string: {e.reason}"
+    except RLEStringError as e:  # the first malformed string; one before it may cover the wrong pixel count
+        k, why = _first_bad_rle(counts[: e.index], areas[: e.index])
+        return (k, why) if k >= 0 else (e.index, f"compressed RLE counts are not a pycocotools string: {e.reason}")
     bad = np.flatnonzero((totals != np.asarray(areas, dtype=np.int64)) | (mins < 0))
     if not bad.size:
         return -1, ""

@@ -17,7 +17,6 @@ number); ``category_id`` = index in the run's classes + 1.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..utils.fileio import atomic_write_text
+from ..utils.fileio import atomic_write_json
 from ..visualization.overlay import draw_detections
 from .detections import Detections
 from .export import (
@@ -134,7 +133,7 @@ def imwrite(path: str, image: np.ndarray, params: Sequence[int] = ()) -> None:
 
 def _write_json(path: str, obj: Any) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False))  # never a half-written JSON when interrupted
+    atomic_write_json(path, obj, ensure_ascii=False)  # never a half-written JSON when interrupted
 
 
 def _posix_rel(path: str, start: str) -> str:

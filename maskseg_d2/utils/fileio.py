@@ -3,11 +3,13 @@ see the old file or the complete new one, never a half-written one, whatever kil
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import secrets
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
-__all__ = ["TMP_SUFFIX", "atomic_write", "atomic_write_text", "temp_name_pattern"]
+__all__ = ["TMP_SUFFIX", "atomic_write", "atomic_write_text", "atomic_write_json", "temp_name_pattern"]
 
 TMP_SUFFIX = ".tmp"  # temp files: ".<final name>.<random>.tmp" (hidden, never matches model_*.pth)
 
@@ -63,3 +65,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 def atomic_write_text(path: str | os.PathLike, text: str, errors: str = "strict") -> None:
     """:func:`atomic_write` of ``text`` as UTF-8 (``errors``: as in ``str.encode``)."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8", errors)))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:
+    """:func:`atomic_write` of ``json.dump(obj, ..., **dump_kwargs)`` as UTF-8, streamed (no copy of the text)."""
+    def write(f: IO[bytes]) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        json.dump(obj, text, **dump_kwargs)
+        text.flush()
+        text.detach()  # atomic_write still owns (fsyncs, closes) the file
+
+    atomic_write(path, write)

@@ -199,7 +199,7 @@ def build_convert_corpus(c: Corpus) -> None:
 
     # ---- Label Studio JSON: files
     c.export("ls_truncated", ["looks truncated"], text=text[: len(text) // 2])
-    c.export("ls_not_utf8", ["is not UTF-8 text", "UTF-8 JSON"], raw=b"\xff\xfe[{\x00\x81garbage")
+    c.export("ls_not_utf8", ["invalid JSON: byte 12 is not utf-16-le text", "save it as UTF-8 JSON"], raw=b"\xff\xfe[{\x00\x81garbage")
     c.export("ls_nested", ["nested too deeply"], text="[" * 50_000 + "]" * 50_000)
     c.export("ls_top_dict", ["unrecognised annotation file (a JSON dict)"], {"tasks": ok_ls})
     c.export("ls_top_number", ["unrecognised annotation file (a JSON int)"], 42)
@@ -312,6 +312,8 @@ def build_convert_corpus(c: Corpus) -> None:
              coco_doc(annotations=[coco_ann(segmentation={**rle, "counts": rle["counts"][:-2]})]))
     c.export("coco_rle_too_long", ["annotation 1", "RLE counts cover", "not 80x60"],
              coco_doc(annotations=[coco_ann(segmentation={**rle, "counts": rle["counts"] + "1"})]))
+    c.export("coco_rle_long_run", ["annotation 1", "not a COCO RLE string: a run of more than 7 characters"],
+             coco_doc(annotations=[coco_ann(segmentation={**rle, "counts": rle["counts"] + "o" * 8 + "1"})]))
     c.export("coco_rle_huge_size", ["annotation 1", "mask is 100000x100000 (WxH) but the image is 80x60"],
              coco_doc(annotations=[coco_ann(segmentation={"size": [100_000, 100_000], "counts": "0"})]))
     c.export("coco_rle_negative_counts", ["annotation 1", "non-negative"],
@@ -652,9 +654,11 @@ def _eval_corpus(root: Path) -> dict[str, tuple[list[str], list[str]]]:
          p=preds_with(lambda p: p[i_rle]["segmentation"].update(size=[100_000, 100_000])))
     case("pred_rle_size_strings", [f"result #{i_rle}", "RLE 'size' ['a', 'b'] is not [height, width]"],
          p=preds_with(lambda p: p[i_rle]["segmentation"].update(size=["a", "b"])))
-    case("pred_rle_garbage", [f"result #{i_rle}", "not a pycocotools string"],
+    case("pred_rle_garbage", [f"result #{i_rle}", "not a pycocotools string: character '#'"],
          p=preds_with(lambda p: p[i_rle]["segmentation"].update(counts="#$%^")))
-    case("pred_rle_unfinished", [f"result #{i_rle}", "not a pycocotools string"],
+    case("pred_rle_long_run", [f"result #{i_rle}", "not a pycocotools string: a run of more than 7"],
+         p=preds_with(lambda p: p[i_rle]["segmentation"].update(counts="0" + "o" * 8 + "1")))
+    case("pred_rle_unfinished", [f"result #{i_rle}", "not a pycocotools string: the counts string ends inside"],
          p=preds_with(lambda p: p[i_rle]["segmentation"].update(counts="oo")))
     case("pred_rle_too_long", [f"result #{i_rle}", "malformed mask: RLE counts cover"],
          p=preds_with(lambda p: p[i_rle]["segmentation"].update(

@@ -21,6 +21,7 @@ import base64
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +338,10 @@ def test_coco_rle_totals_match_pycocotools_and_catch_cut_strings(masks, cut):
 def test_coco_rle_totals_name_the_bad_string(chunk):
     good = mask_util.encode(np.asfortranarray(np.eye(9, dtype=np.uint8)))["counts"].decode()
     for bad, reason in [("0z0", "character 'z'"), ("0P", "ends inside a run"),
-                        ("0" + "a" * 8 + "0", "more than 7 characters"), ("é0", "character 'é'")]:
-        with pytest.raises(ValueError, match=rf"^string 3: .*{reason}"):
+                        ("0" + "a" * 8 + "0", "more than 7 characters"), ("é0", "character 'é'"),
+                        ("0\ud800", "character '\\ud800'")]:  # a lone surrogate, as JSON "\ud800" gives
+        with pytest.raises(ValueError, match=rf"^string 3: .*{re.escape(reason)}"):
             coco_rle_totals([good, "", good.encode(), bad, good], chunk=chunk)
+    with pytest.raises(ValueError, match="^string 0: .*more than 7"):  # the first bad string, whatever its fault
+        coco_rle_totals(["0" + "a" * 8 + "0", "0z0"], chunk=chunk)
     assert coco_rle_totals([good, "", good.encode()], chunk=chunk)[0].tolist() == [81, 0, 81]

@@ -30,3 +30,15 @@ def test_text_is_utf8_and_surrogates_survive_when_asked(tmp_path):
     raw = b"path: /data/\xff.jpg\n".decode("utf-8", "surrogateescape")  # a non-UTF-8 file name kept as is
     atomic_write_text(path, raw, errors="surrogateescape")
     assert path.read_bytes() == b"path: /data/\xff.jpg\n"
+
+
+def test_json_is_streamed_and_the_file_stays_open_for_fsync(tmp_path):
+    from maskseg_d2.utils.fileio import atomic_write_json
+
+    path = tmp_path / "preds.json"
+    atomic_write_json(path, [{"name": "café", "score": 0.5}], ensure_ascii=False)
+    assert path.read_bytes() == '[{"name": "café", "score": 0.5}]'.encode()
+    with pytest.raises(TypeError):  # not JSON serialisable: the old file stays
+        atomic_write_json(path, [object()])
+    assert path.read_bytes() == '[{"name": "café", "score": 0.5}]'.encode()
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.json"]
