@@ -26,6 +26,9 @@ BEGIN, END = "<!-- error-catalog:begin -->", "<!-- error-catalog:end -->"
 SOURCES = ("maskseg_d2", "tools")
 # (where, what, fix) builders: fail() and the wrappers that forward their arguments to it.
 FAIL_LIKE = {"fail", "_geometry_error"}
+# Helpers whose messages say what the caller passes (read_json(path, what, setting, fix)): listed at each call,
+# with the caller's string arguments (the defaults where it gives none), in the caller's table.
+MESSAGE_HELPERS = {"read_json": "maskseg_d2/data/common.py"}
 AREAS = {  # first path part below maskseg_d2/ -> README table
     "data": "Data import (training, tools/convert.py, tools/visualize.py mode=gt)",
     "engine": "Training and run dirs (tools/train.py, tools/eval.py run=...)",
@@ -97,60 +100,64 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def _string_defaults(tree: ast.AST) -> dict[int, dict[str, str]]:
-    """id(call) -> the prose string defaults (a fix text such as ``fix="export it again"``) of the parameters
-    of the functions around it; one-word defaults (``fmt="auto"``) stand for the value checked, not shown."""
-    scope: dict[int, dict[str, str]] = {}
+def _message(node: ast.Call, defaults: dict[str, str], builders: dict[str, ast.FunctionDef]) -> tuple[str, str] | None:
+    """(message, fix) of one ``fail(...)``/``UserError(...)`` call; None for other calls and forwarders."""
+    name = _callee(node)
+    if name in FAIL_LIKE:
+        where, what, fix = (render(a, defaults) for a in _args(node, ("where", "what", "fix")))
+        if where is None or what is None or fix is None:
+            return None
+        message = f"{where}: {what}"
+    elif name == "UserError" and node.args:
+        arg = node.args[0]
+        if isinstance(arg, ast.Call) and _callee(arg) in builders:  # UserError(self._message(...))
+            returns = [r.value for r in ast.walk(builders[_callee(arg)]) if isinstance(r, ast.Return)]
+            arg = returns[0] if len(returns) == 1 else arg
+        text = render(arg, defaults)
+        if text is None or text == _placeholder(arg):  # only a variable: the message is built elsewhere
+            return None
+        message, _, fix = text.partition(SEP)
+    else:
+        return None
+    if not re.sub(r"‹[^›]*›|[^A-Za-z]", "", message):  # a forwarder such as fail(where, what, fix)
+        return None
+    return _clean(message), _clean(fix)
 
-    def visit(node: ast.AST, defaults: dict[str, str]) -> None:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            a = node.args
-            positional = a.posonlyargs + a.args
-            pairs = [*zip(positional[len(positional) - len(a.defaults):], a.defaults),
-                     *zip(a.kwonlyargs, a.kw_defaults)]
-            defaults = {**defaults, **{arg.arg: d.value for arg, d in pairs
-                                       if isinstance(d, ast.Constant) and isinstance(d.value, str) and " " in d.value}}
-        if isinstance(node, ast.Call):
-            scope[id(node)] = defaults
-        for child in ast.iter_child_nodes(node):
-            visit(child, defaults)
 
-    visit(tree, {})
-    return scope
+def _helper(name: str) -> ast.FunctionDef:
+    tree = ast.parse((ROOT / MESSAGE_HELPERS[name]).read_text(encoding="utf-8"))
+    return next(f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == name)
+
+
+def _bound_strings(call: ast.Call, helper: ast.FunctionDef) -> dict[str, str]:
+    """The helper's parameters that this call gives as string literals, or leaves at a string default."""
+    params = [a.arg for a in helper.args.posonlyargs + helper.args.args]
+    given = dict(zip(params, call.args)) | {kw.arg: kw.value for kw in call.keywords if kw.arg}
+    defaults = dict(zip(params[len(params) - len(helper.args.defaults):], helper.args.defaults))
+    values = {p: given.get(p, defaults.get(p)) for p in params}
+    return {p: v.value for p, v in values.items() if isinstance(v, ast.Constant) and isinstance(v.value, str)}
 
 
 def entries_in(path: Path) -> list[Entry]:
-    """The error messages built in one source file."""
+    """The error messages built in one source file (a message helper's at each call of it)."""
     rel = path.relative_to(ROOT)
     parts = rel.parts
     area = AREAS.get(parts[1], OTHER) if parts[0] == "maskseg_d2" and len(parts) > 2 else OTHER
-    out = []
     tree = ast.parse(path.read_text(encoding="utf-8"))
     builders = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
-    scope = _string_defaults(tree)
+    in_helper = {id(n) for f in builders.values() if MESSAGE_HELPERS.get(f.name) == rel.as_posix()
+                 for n in ast.walk(f)}
+    out = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
+        if not isinstance(node, ast.Call) or id(node) in in_helper:
             continue
-        name = _callee(node)
-        if name in FAIL_LIKE:
-            where, what, fix = (render(a, scope[id(node)]) for a in _args(node, ("where", "what", "fix")))
-            if where is None or what is None or fix is None:
-                continue
-            message, fix = f"{where}: {what}", fix
-        elif name == "UserError" and node.args:
-            arg = node.args[0]
-            if isinstance(arg, ast.Call) and _callee(arg) in builders:  # UserError(self._message(...))
-                returns = [r.value for r in ast.walk(builders[_callee(arg)]) if isinstance(r, ast.Return)]
-                arg = returns[0] if len(returns) == 1 else arg
-            text = render(arg, scope[id(node)])
-            if text is None or text == _placeholder(arg):  # only a variable: the message is built elsewhere
-                continue
-            message, _, fix = text.partition(SEP)
+        if _callee(node) in MESSAGE_HELPERS:
+            helper = _helper(_callee(node))
+            strings = _bound_strings(node, helper)
+            found = [_message(n, strings, {}) for n in ast.walk(helper) if isinstance(n, ast.Call)]
         else:
-            continue
-        if not re.sub(r"‹[^›]*›|[^A-Za-z]", "", message):  # a forwarder such as fail(where, what, fix)
-            continue
-        out.append(Entry(area, _clean(message), _clean(fix), f"{rel}:{node.lineno}"))
+            found = [_message(node, {}, builders)]
+        out += [Entry(area, m, fix, f"{rel}:{node.lineno}") for m, fix in filter(None, found)]
     return out
 
 
