@@ -199,7 +199,8 @@ def build_convert_corpus(c: Corpus) -> None:
 
     # ---- Label Studio JSON: files
     c.export("ls_truncated", ["looks truncated"], text=text[: len(text) // 2])
-    c.export("ls_not_utf8", ["invalid JSON: byte 12 is not utf-16-le text", "save it as UTF-8 JSON"], raw=b"\xff\xfe[{\x00\x81garbage")
+    c.export("ls_not_utf8", ["invalid JSON: byte 12 is not utf-16-le text", "save it as UTF-8 JSON"],
+             raw=b"\xff\xfe[{\x00\x81garbage")
     c.export("ls_nested", ["nested too deeply"], text="[" * 50_000 + "]" * 50_000)
     c.export("ls_top_dict", ["unrecognised annotation file (a JSON dict)"], {"tasks": ok_ls})
     c.export("ls_top_number", ["unrecognised annotation file (a JSON int)"], 42)
