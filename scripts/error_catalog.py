@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def _placeholder(node: ast.expr) -> str:
 
 def render(node: ast.expr | None, defaults: dict[str, str] | None = None) -> str | None:
     """A message template from a str expression; ``None`` when it is built elsewhere (not a literal).
-    ``defaults``: string defaults of the enclosing function's parameters, shown instead of ‹name›."""
+    ``defaults``: known string values of names (a message helper's arguments), shown instead of ‹name›."""
     defaults = defaults or {}
     if node is None:
         return ""
@@ -124,6 +125,7 @@ def _message(node: ast.Call, defaults: dict[str, str], builders: dict[str, ast.F
     return _clean(message), _clean(fix)
 
 
+@functools.cache  # parsed once, not at every call site
 def _helper(name: str) -> ast.FunctionDef:
     tree = ast.parse((ROOT / MESSAGE_HELPERS[name]).read_text(encoding="utf-8"))
     return next(f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == name)
