@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-import maskseg_d2  # noqa: F401  (compat shims)
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-
+# maskseg_d2 before detectron2: importing the package is what makes the Python-only Detectron2 importable
 from maskseg_d2.engine.checkpoint import SafeCheckpointer
+
+from detectron2.checkpoint import DetectionCheckpointer  # isort: skip
+from detectron2.modeling import build_model  # isort: skip
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 
-import maskseg_d2  # noqa: F401  (compat shims)
 from maskseg_d2.evaluation.cocoeval import evaluate_task, load_ground_truth, load_predictions
 from maskseg_d2.evaluation.synthetic import make_synthetic_coco
 

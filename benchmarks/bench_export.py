@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import maskseg_d2  # noqa: F401  (compat shims first)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import ls_rle
 from maskseg_d2.data.labelstudio import read_labelstudio
 

@@ -25,7 +25,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import maskseg_d2  # noqa: F401  (compat shims first)
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_HOOKS = ("EvalHook", "ValidationLoss")  # work done at evaluations (the same COCO eval for both + val loss)

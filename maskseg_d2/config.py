@@ -13,19 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from detectron2 import model_zoo
+from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig, OmegaConf
 
-from . import compat
-from .config_store import register_configs
 from .errors import UserError
-from .utils.paths import register_resolvers
-
-compat.apply()
-register_resolvers()
-register_configs()
-
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
 
 __all__ = ["build_d2_cfg", "add_maskseg_config", "resolve_weights", "resolve_device", "flatten_d2_keys",
            "epochs_to_iters"]

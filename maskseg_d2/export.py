@@ -41,16 +41,14 @@ import numpy as np
 
 from . import compat
 
-compat.apply()
+import torch
+from detectron2.data import transforms as T
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, Instances
+from tabulate import tabulate
 
-import torch  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.modeling.postprocessing import detector_postprocess  # noqa: E402
-from detectron2.structures import Boxes, Instances  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from .errors import UserError  # noqa: E402
-from .predict import BatchPredictor, Detections, list_images, open_run, read_bgr  # noqa: E402
+from .errors import UserError
+from .predict import BatchPredictor, Detections, list_images, open_run, read_bgr
 
 __all__ = [
     "FORMATS", "OUTPUT_NAMES", "Tolerances", "ExportResult", "ExportedModel", "EagerModel", "tracing_adapter",

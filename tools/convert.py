@@ -11,7 +11,6 @@ import argparse
 import logging
 from pathlib import Path
 
-import maskseg_d2  # noqa: F401  (applies the Detectron2 compat shims first)
 from maskseg_d2.data.convert import convert
 from maskseg_d2.data.formats import FORMATS
 from maskseg_d2.errors import UserError

@@ -16,7 +16,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import maskseg_d2  # noqa: F401  (applies the Detectron2 compat shims first)
 from maskseg_d2.utils.cli import exit_on_user_error
 
 

@@ -8,7 +8,6 @@ import argparse
 import json
 from pathlib import Path
 
-import maskseg_d2  # noqa: F401  (applies the compat shims first)
 from maskseg_d2.data.demo import GENERATOR_VERSION, make_demo_dataset
 
 

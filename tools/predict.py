@@ -15,7 +15,6 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import maskseg_d2  # noqa: F401  (applies the Detectron2 compat shims first)
 from maskseg_d2.utils.cli import exit_on_user_error
 
 

@@ -14,13 +14,9 @@ import logging
 
 import numpy as np
 
-from .. import compat
-
-compat.apply()
-
-import cv2  # noqa: E402
-from detectron2.config import CfgNode  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
+import cv2
+from detectron2.config import CfgNode
+from detectron2.data import transforms as T
 
 __all__ = ["build_train_augmentations", "build_test_augmentations", "JpegTransform", "RandomJpegQuality",
            "RandomSaturation"]

@@ -27,14 +27,10 @@ from typing import Any
 
 import torch
 
-from .. import compat
+from detectron2.checkpoint import DetectionCheckpointer
 
-compat.apply()
-
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-
-from ..errors import UserError  # noqa: E402
-from ..utils.fileio import atomic_write, temp_name_pattern  # noqa: E402
+from ..errors import UserError
+from ..utils.fileio import atomic_write, temp_name_pattern
 
 __all__ = ["SafeCheckpointer", "TRUST_ENV", "trust_from_env", "load_checkpoint_file",
            "checkpoint_files", "has_finite_weights", "is_model_zoo_file"]

@@ -14,21 +14,17 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .. import compat
+from detectron2.data import build_detection_test_loader
+from detectron2.evaluation import inference_on_dataset
+from detectron2.modeling import build_model
 
-compat.apply()
-
-from detectron2.data import build_detection_test_loader  # noqa: E402
-from detectron2.evaluation import inference_on_dataset  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from ..data import register_dataset  # noqa: E402
-from ..errors import UserError, fail  # noqa: E402
-from ..evaluation import build_evaluator  # noqa: E402
-from ..evaluation.compare import compare_runs  # noqa: E402
-from ..evaluation.report import Report, evaluate_files, write_report  # noqa: E402
-from .checkpoint import SafeCheckpointer  # noqa: E402
-from .run import load_run  # noqa: E402
+from ..data import register_dataset
+from ..errors import UserError, fail
+from ..evaluation import build_evaluator
+from ..evaluation.compare import compare_runs
+from ..evaluation.report import Report, evaluate_files, write_report
+from .checkpoint import SafeCheckpointer
+from .run import load_run
 
 __all__ = ["evaluate", "evaluate_run", "evaluate_run_report", "resolve_checkpoint"]
 

@@ -18,14 +18,10 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .. import compat
-
-compat.apply()
-
-from detectron2.engine import hooks  # noqa: E402
-from detectron2.engine.train_loop import HookBase  # noqa: E402
-from detectron2.evaluation import DatasetEvaluator  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from detectron2.engine import hooks
+from detectron2.engine.train_loop import HookBase
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
 
 __all__ = ["ValidationLoss", "BestCheckpointer", "EarlyStopping", "PeriodicWriter", "PredictionSampler", "EarlyStop",
            "Diverged", "is_eval_iteration", "training_mode_frozen_norms", "preserved_rng"]

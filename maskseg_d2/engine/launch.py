@@ -19,12 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import compat
 
-compat.apply()
+from detectron2.engine import launch
+from detectron2.utils import comm
 
-from detectron2.engine import launch  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-
-from ..config import resolve_device  # noqa: E402
+from ..config import resolve_device
 
 __all__ = ["launch_train", "world_size_of"]
 

@@ -7,15 +7,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import compat
+from detectron2.config import CfgNode, get_cfg
 
-compat.apply()
-
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
-
-from ..config import resolve_device  # noqa: E402
-from ..data import register_dataset  # noqa: E402
-from ..errors import UserError  # noqa: E402
+from ..config import resolve_device
+from ..data import register_dataset
+from ..errors import UserError
 
 __all__ = ["RunArtifacts", "load_run"]
 

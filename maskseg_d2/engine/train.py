@@ -15,24 +15,20 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .. import compat
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultPredictor, default_setup
+from detectron2.utils import comm
 
-compat.apply()
-
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.engine import DefaultPredictor, default_setup  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-
-from ..config import build_d2_cfg  # noqa: E402
-from ..data import register_dataset  # noqa: E402
-from ..errors import UserError  # noqa: E402
-from ..evaluation import format_ap_table, save_results  # noqa: E402
-from ..utils.preflight import check_disk_space, check_output_dir, disk_errors  # noqa: E402
-from ..utils.run_info import save_run_info  # noqa: E402
-from ..utils.secrets import protect_run, redact_file, redact_hydra_outputs  # noqa: E402
-from ..visualization import draw_val_predictions  # noqa: E402
-from .trainer import Trainer  # noqa: E402
-from .weights import prepare_weights  # noqa: E402
+from ..config import build_d2_cfg
+from ..data import register_dataset
+from ..errors import UserError
+from ..evaluation import format_ap_table, save_results
+from ..utils.preflight import check_disk_space, check_output_dir, disk_errors
+from ..utils.run_info import save_run_info
+from ..utils.secrets import protect_run, redact_file, redact_hydra_outputs
+from ..visualization import draw_val_predictions
+from .trainer import Trainer
+from .weights import prepare_weights
 
 __all__ = ["train", "preflight", "overfit_subset"]
 

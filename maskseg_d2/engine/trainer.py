@@ -14,23 +14,19 @@ import logging
 import os
 from typing import Any
 
-from .. import compat
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation import DatasetEvaluators
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
-compat.apply()
-
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # noqa: E402
-from detectron2.data import build_detection_test_loader, build_detection_train_loader  # noqa: E402
-from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
-from detectron2.evaluation import DatasetEvaluators  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter  # noqa: E402
-
-from ..config import add_maskseg_config  # noqa: E402
-from ..data.augmentations import build_test_augmentations, build_train_augmentations  # noqa: E402
-from ..errors import UserError  # noqa: E402
-from ..evaluation import build_evaluator  # noqa: E402
-from .checkpoint import SafeCheckpointer  # noqa: E402
-from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,  # noqa: E402
+from ..config import add_maskseg_config
+from ..data.augmentations import build_test_augmentations, build_train_augmentations
+from ..errors import UserError
+from ..evaluation import build_evaluator
+from .checkpoint import SafeCheckpointer
+from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
                     PredictionSampler, ValidationLoss)
 
 __all__ = ["Trainer"]

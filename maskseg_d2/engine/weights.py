@@ -12,14 +12,10 @@ import logging
 import os
 import re
 
-from .. import compat
+from detectron2.utils.file_io import PathManager
 
-compat.apply()
-
-from detectron2.utils.file_io import PathManager  # noqa: E402
-
-from ..errors import UserError  # noqa: E402
-from ..utils.fileio import atomic_write  # noqa: E402
+from ..errors import UserError
+from ..utils.fileio import atomic_write
 
 __all__ = ["ensure_weights", "prepare_weights", "cache_path", "is_torchvision_resnet", "torchvision_to_d2"]
 

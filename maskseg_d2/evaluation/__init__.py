@@ -16,11 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .. import compat
-
-compat.apply()
-
-from .cocoeval import (  # noqa: E402
+from .cocoeval import (
     STAT_NAMES,
     GroundTruth,
     Predictions,
@@ -32,8 +28,8 @@ from .cocoeval import (  # noqa: E402
     resolve_backend,
     to_d2_results,
 )
-from .evaluator import ExactCOCOEvaluator  # noqa: E402
-from .tables import AP_KEYS, format_ap_table, save_results  # noqa: E402
+from .evaluator import ExactCOCOEvaluator
+from .tables import AP_KEYS, format_ap_table, save_results
 
 __all__ = [
     "build_evaluator",

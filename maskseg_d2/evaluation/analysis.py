@@ -13,21 +13,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import compat
+import cv2
+import torch
+from detectron2.data.catalog import Metadata
+from detectron2.data.detection_utils import read_image
+from detectron2.structures import Boxes, BoxMode, Instances
+from PIL import Image
+from pycocotools import mask as mask_util
 
-compat.apply()
-
-import cv2  # noqa: E402
-import torch  # noqa: E402
-from detectron2.data.catalog import Metadata  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
-from PIL import Image  # noqa: E402
-from pycocotools import mask as mask_util  # noqa: E402
-
-from ..visualization import draw_gt_vs_pred  # noqa: E402
-from .cocoeval import GroundTruth, Predictions  # noqa: E402
-from .confusion import Confusion, ImageErrors  # noqa: E402
+from ..visualization import draw_gt_vs_pred
+from .cocoeval import GroundTruth, Predictions
+from .confusion import Confusion, ImageErrors
 
 __all__ = ["SKIP_REASONS", "worst_images", "write_worst_csv", "draw_worst_images", "resolve_image_path"]
 

@@ -14,14 +14,10 @@ import logging
 import os
 from typing import Sequence
 
-from .. import compat
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import COCOEvaluator
 
-compat.apply()
-
-from detectron2.data import MetadataCatalog  # noqa: E402
-from detectron2.evaluation import COCOEvaluator  # noqa: E402
-
-from .cocoeval import (  # noqa: E402
+from .cocoeval import (
     TASKS,
     GroundTruth,
     Predictions,
@@ -32,7 +28,7 @@ from .cocoeval import (  # noqa: E402
     resolve_backend,
     to_d2_results,
 )
-from .tables import format_ap_table  # noqa: E402
+from .tables import format_ap_table
 
 __all__ = ["ExactCOCOEvaluator"]
 

@@ -14,21 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import compat
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import transforms as T
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from detectron2.modeling import build_model
+from detectron2.modeling.postprocessing import detector_postprocess
 
-compat.apply()
-
-import torch  # noqa: E402
-from detectron2.config import CfgNode, get_cfg  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.layers import Conv2d, FrozenBatchNorm2d  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.modeling.postprocessing import detector_postprocess  # noqa: E402
-
-from ..config import resolve_device  # noqa: E402
-from ..engine.checkpoint import SafeCheckpointer  # noqa: E402
-from ..errors import UserError  # noqa: E402
-from .detections import Detections  # noqa: E402
+from ..config import resolve_device
+from ..engine.checkpoint import SafeCheckpointer
+from ..errors import UserError
+from .detections import Detections
 
 __all__ = ["PredictRun", "open_run", "BatchPredictor", "fold_batchnorm"]
 

@@ -17,14 +17,10 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from .. import compat
+from detectron2.data.detection_utils import read_image
 
-compat.apply()
-
-from detectron2.data.detection_utils import read_image  # noqa: E402
-
-from ..data.common import IMAGE_EXTENSIONS  # noqa: E402
-from ..errors import UserError  # noqa: E402
+from ..data.common import IMAGE_EXTENSIONS
+from ..errors import UserError
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputSpec", "list_images", "resolve_input", "read_bgr", "prefetch",
            "output_stems"]

@@ -22,18 +22,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .. import compat
+import cv2
+from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import annotations_to_instances, read_image
+from detectron2.structures import BoxMode
+from detectron2.utils.events import EventWriter, get_event_storage
 
-compat.apply()
-
-import cv2  # noqa: E402
-from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.detection_utils import annotations_to_instances, read_image  # noqa: E402
-from detectron2.structures import BoxMode  # noqa: E402
-from detectron2.utils.events import EventWriter, get_event_storage  # noqa: E402
-
-from ..utils.secrets import SECRET_KEY_NAME, argv_has_secret, protect_run, redact, redact_tree  # noqa: E402
-from . import wandb_mode  # noqa: E402
+from ..utils.secrets import SECRET_KEY_NAME, argv_has_secret, protect_run, redact, redact_tree
+from . import wandb_mode
 
 __all__ = ["WandbWriter", "init_wandb_run", "run_name_from_overrides", "wandb_image", "scrub_secrets", "RUN_ID_FILE"]
 

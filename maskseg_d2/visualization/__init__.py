@@ -10,16 +10,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import compat
+import cv2
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import ColorMode, Visualizer
 
-compat.apply()
-
-import cv2  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-
-from .overlay import class_colors, draw_detections  # noqa: E402
+from .overlay import class_colors, draw_detections
 
 __all__ = ["draw_gt_vs_pred", "draw_val_predictions", "draw_detections", "class_colors"]
 

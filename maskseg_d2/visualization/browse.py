@@ -18,17 +18,13 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .. import compat
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import ColorMode, Visualizer
 
-compat.apply()
-
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-
-from ..errors import UserError  # noqa: E402
-from . import draw_gt_vs_pred  # noqa: E402
-from .overlay import draw_text  # noqa: E402
+from ..errors import UserError
+from . import draw_gt_vs_pred
+from .overlay import draw_text
 
 __all__ = ["MODES", "make_grid", "save_grids", "draw_ground_truth", "draw_run_predictions", "plot_run_curves",
            "visualize"]

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_SDK_PIN = "label-studio-sdk==2.1.2"

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import ls_rle, register_dataset
 from maskseg_d2.errors import UserError
 from forked_tool import run_cases
@@ -32,7 +31,6 @@ CONVERT = str(ROOT / "tools" / "convert.py")
 EVAL = str(ROOT / "tools" / "eval.py")
 W, H = 80, 60
 CLASSES = ["car", "sign board"]
-
 
 
 def error_lines(log: str) -> list[str]:

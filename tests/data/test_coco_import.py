@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.coco import load_coco, read_coco
 from maskseg_d2.errors import UserError
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.coco import load_coco
 from maskseg_d2.data.convert import convert
 from maskseg_d2.data.labelstudio import load_labelstudio
@@ -20,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOL = str(ROOT / "tools" / "convert.py")
 CLASSES = ["car", "sign board"]
 W, H = 80, 60
-
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.formats import read_dataset
 from maskseg_d2.data.report import write_report
 

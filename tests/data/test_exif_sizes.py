@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from detectron2.data.detection_utils import read_image
 from maskseg_d2.data.common import LoadStats, read_image_size
 from maskseg_d2.data.exif import EXIF_NOTE, RESCALE_NOTE, reconcile_size

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.common import PROGRESS_MIN_ITEMS, progress
 from maskseg_d2.data.formats import detect_format, read_dataset
 from maskseg_d2.data.labelstudio_min import load_labelstudio_min

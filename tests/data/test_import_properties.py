@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from json_mutations import Path_, is_number, json_paths, mutate, parent_of, path_in
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import ls_rle
 from maskseg_d2.data.common import coco_rle_totals
 from maskseg_d2.data.formats import read_dataset
@@ -44,7 +43,6 @@ CLASSES = ["car", "sign board"]
 NOT_JSON_NUMBERS = [None, True, False, "x", "12.5", [], {}, ["x"], {"k": "v"}]  # type-changing values
 SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
 
 
 # ----------------------------------------------------------------------------------- valid exports

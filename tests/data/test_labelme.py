@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.common import rasterize_polygons
 from maskseg_d2.data.labelme import CACHE_DIR, circle_polygon, load_labelme, read_labelme
 from maskseg_d2.errors import UserError

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data.common import rasterize_polygons
 from maskseg_d2.data.labelstudio import load_labelstudio, pick_annotation, read_labelstudio, resolve_image
 from maskseg_d2.errors import UserError

@@ -13,7 +13,6 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from maskseg_d2.data import DatasetInfo, register_dataset
 from maskseg_d2.data.register import split_train_val

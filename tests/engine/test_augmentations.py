@@ -3,7 +3,6 @@ touch pixels, in the right channel order."""
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data import transforms as T
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 from torch import nn
 
-import maskseg_d2  # noqa: F401
 from maskseg_d2.engine.checkpoint import (TRUST_ENV, SafeCheckpointer, checkpoint_files, has_finite_weights,
                                           load_checkpoint_file)
 from maskseg_d2.errors import UserError

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import maskseg_d2  # noqa: F401
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import SimpleTrainer, hooks
 from detectron2.utils.events import EventWriter, get_event_storage

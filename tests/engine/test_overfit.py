@@ -1,5 +1,4 @@
 """debug=overfit: train and evaluate on the same first N training images."""
-import maskseg_d2  # noqa: F401
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from maskseg_d2.data import register_dataset

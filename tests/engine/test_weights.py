@@ -5,7 +5,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import maskseg_d2  # noqa: F401
 from maskseg_d2.engine.checkpoint import SafeCheckpointer
 from maskseg_d2.engine.weights import cache_path, prepare_weights, torchvision_to_d2
 from maskseg_d2.errors import UserError

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims first)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import load_labelstudio
 from maskseg_d2.data.common import normalize_name
 from maskseg_d2.data.labelstudio import upload_names

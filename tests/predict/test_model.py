@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from maskseg_d2.predict.model import fold_batchnorm
 

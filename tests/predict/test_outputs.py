@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.data import load_labelme, load_labelstudio
 from maskseg_d2.data.common import rasterize_polygons
 from maskseg_d2.data.ls_rle import rle_to_mask

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict.sources import list_images, prefetch, read_bgr, resolve_input
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-import maskseg_d2  # noqa: F401
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage

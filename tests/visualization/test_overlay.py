@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-import maskseg_d2  # noqa: F401  (compat shims before Detectron2)
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict.detections import Detections, mask_boxes
 from maskseg_d2.visualization.browse import make_grid, plot_run_curves, save_grids
