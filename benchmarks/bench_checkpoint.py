@@ -45,7 +45,7 @@ def _model_and_state(model_name: str):
     from maskseg_d2.config import build_d2_cfg
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model_name}", "device=cpu", "model.weights=scratch"])
+        cfg = compose("train", overrides=[f"model={model_name}", "device=cpu", "model.weights=scratch"])
     data = SimpleNamespace(train_name="b_train", val_name="b_val", thing_classes=["a", "b"], mask_format="polygon",
                            num_train=4)
     model = build_model(build_d2_cfg(cfg, data, tempfile.gettempdir()))

@@ -39,7 +39,7 @@ def _train_tiny_run(data_root: Path, run_dir: Path, model: str, test_size: int) 
                  "solver.base_lr=0.002", "num_vis=0", "logger=none", "d2.DATALOADER.NUM_WORKERS=0",
                  f"augment.min_size_test={test_size}", f"augment.max_size_test={2 * test_size}"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+        cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     train(cfg)

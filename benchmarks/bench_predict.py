@@ -38,7 +38,7 @@ def _train_tiny_run(data_root: Path, run_dir: Path, test_size: int, device: str)
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(
-            "config",
+            "train",
             overrides=[
                 "experiment=demo",
                 f"dataset.root={data_root}",

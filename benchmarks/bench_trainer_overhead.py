@@ -35,7 +35,7 @@ def _cfg(data_root: Path, run_dir: Path, args: argparse.Namespace):
     from omegaconf import open_dict
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=[
+        cfg = compose("train", overrides=[
             "experiment=demo", f"dataset.root={data_root}", "device=cpu", f"solver.max_iter={args.iters}",
             f"solver.ims_per_batch={args.batch}", f"solver.eval_period={args.eval_period}",
             "solver.checkpoint_period=100000", "solver.early_stopping.patience=1000", "logger=wandb",

@@ -212,7 +212,7 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     """Build the frozen Detectron2 config for one run.
 
     Args:
-        cfg (DictConfig): the composed Hydra config (``configs/config.yaml``).
+        cfg (DictConfig): the composed Hydra config (``configs/train.yaml``).
         dataset (DatasetInfo): what :func:`maskseg_d2.data.register_dataset` returned; gives the dataset
             names, ``thing_classes`` (-> NUM_CLASSES), the mask format and ``num_train`` (-> epochs).
         output_dir (str): the run directory (Hydra's ``runtime.output_dir``).

@@ -2,7 +2,7 @@
 
 Hydra closes the whole composed config (struct mode) before it applies command-line overrides, so a
 key that is not in the YAML needs a leading ``+``. The raw Detectron2 escape hatches (``d2`` and
-``model.d2``) are meant to take *any* Detectron2 key, so ``configs/config.yaml`` merges an empty node
+``model.d2``) are meant to take *any* Detectron2 key, so ``configs/train.yaml`` merges an empty node
 with an explicit ``struct=False`` flag onto them (``optional d2_keys@d2: open``): an explicit flag on a
 child outlives Hydra's ``set_struct(root, True)``, and ``d2.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE=128``
 works without ``+`` (``+d2...`` keeps working). Typos are still caught: Detectron2's

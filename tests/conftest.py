@@ -26,7 +26,7 @@ def compose_cfg(tmp_path):
     """``compose_cfg(*overrides)`` -> the train config as tools/train.py would see it, run dir in tmp_path."""
     def _compose(*overrides: str):
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("config", overrides=list(overrides))
+            cfg = compose("train", overrides=list(overrides))
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")  # Hydra's run dir when launched by @hydra.main
         return cfg

@@ -63,7 +63,7 @@ def notebook_run(demo_root, tmp_path_factory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("notebook_run")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=[
+        cfg = compose("train", overrides=[
             "experiment=demo", f"dataset.root={demo_root}", "device=cpu", "solver.max_iter=3",
             "solver.warmup_iters=1", "solver.ims_per_batch=2", "num_vis=0", "logger=none",
             "d2.DATALOADER.NUM_WORKERS=0", "+d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0",

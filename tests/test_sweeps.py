@@ -20,7 +20,7 @@ def test_optuna_and_slurm_configs_compose():
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("config", overrides=["hparams_search=optuna", "hydra/launcher=slurm", "trainer.num_gpus=4",
+        cfg = compose("train", overrides=["hparams_search=optuna", "hydra/launcher=slurm", "trainer.num_gpus=4",
                                            "trainer.num_machines=2"], return_hydra_config=True)
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.sweeper.direction == "maximize"
     assert "solver.base_lr" in cfg.hydra.sweeper.params and cfg.optimized_metric == "segm/AP"

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from maskseg_d2.engine.launch import launch_train
     from maskseg_d2.evaluation import format_ap_table, get_metric

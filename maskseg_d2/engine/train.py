@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ``hydra.run.dir=<run dir>``): weights, optimizer, scheduler, iteration, best metric.
 
     Args:
-        cfg (DictConfig): composed ``configs/config.yaml``; ``cfg.paths.output_dir`` is the run dir.
+        cfg (DictConfig): composed ``configs/train.yaml``; ``cfg.paths.output_dir`` is the run dir.
 
     Returns:
         dict: Detectron2's results ``{"bbox": {...}, "segm": {...}}`` (AP in percent) of the last evaluation,

@@ -24,7 +24,7 @@ def compose_train_cfg(demo_root: Path, run_dir: Path, *overrides: str):
     from omegaconf import open_dict
 
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"dataset.root={demo_root}", *overrides])
+        cfg = compose("train", overrides=[*TINY, f"dataset.root={demo_root}", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     return cfg

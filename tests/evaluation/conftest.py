@@ -111,7 +111,7 @@ def tiny_run(demo_root, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("eval_run")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(
-            "config",
+            "train",
             overrides=[
                 "experiment=demo",
                 f"dataset.root={demo_root}",

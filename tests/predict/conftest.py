@@ -29,7 +29,7 @@ def predict_run(demo_root, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("predict_run")
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(
-            "config",
+            "train",
             overrides=[
                 "experiment=demo",
                 f"dataset.root={demo_root}",
