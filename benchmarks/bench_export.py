@@ -3,7 +3,7 @@
     python benchmarks/bench_export.py [--run <run dir>] [--n 8] [--repeat 3] [--threads 2]
                                       [--detections 20] [--model r18_fpn_scratch] [--test-size 192]
 
-All three sides use the same pre/post-processing (:mod:`maskseg_d2.export`: resize to the test size, the
+All three sides use the same pre/post-processing (:mod:`maskseg_d2.deploy`: resize to the test size, the
 model, boxes rescaled and masks pasted at full resolution) and the same score threshold (0) and detection
 cap, so every image yields the same instances; only the network call differs:
 
@@ -76,7 +76,7 @@ def main() -> None:
 
 def _bench(args: argparse.Namespace, tmp: Path) -> None:
     from maskseg_d2.data.demo import make_demo_dataset
-    from maskseg_d2.export import EagerModel, export_run, load_exported
+    from maskseg_d2.deploy import EagerModel, export_run, load_exported
     from maskseg_d2.predict import list_images, read_bgr
 
     data_root = tmp / "demo"

@@ -7,7 +7,7 @@ Examples::
 
 The exported model is loaded back and compared with the eager model on sample images (box IoU, mask
 IoU, score difference per image); exit code 1 when they differ beyond the tolerances. Load it with
-``maskseg_d2.export.load_exported(path)``. See configs/export.yaml for every option.
+``maskseg_d2.deploy.load_exported(path)``. See configs/export.yaml for every option.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from maskseg_d2.utils.cli import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.export import export_from_config
+    from maskseg_d2.deploy import export_from_config
 
     with exit_on_user_error():
         result = export_from_config(cfg)

@@ -31,7 +31,7 @@ def _dets(boxes, scores, classes, size=(40, 60)):
 
 
 def test_compare_detections_matches_by_class_and_iou_not_by_index():
-    from maskseg_d2.export import compare_detections
+    from maskseg_d2.deploy import compare_detections
 
     ref = _dets([[0, 0, 10, 10], [20, 5, 40, 30]], [0.9, 0.8], [0, 1])
     swapped = _dets([[20, 5, 40, 30], [0, 0, 10, 10]], [0.8 + 2e-4, 0.9], [1, 0])
@@ -54,7 +54,7 @@ def test_compare_detections_matches_by_class_and_iou_not_by_index():
 
 
 def test_comparison_table_flags_differences():
-    from maskseg_d2.export import Tolerances, _within, compare_detections, format_comparison
+    from maskseg_d2.deploy import Tolerances, _within, compare_detections, format_comparison
 
     ref = _dets([[0, 0, 10, 10]], [0.9], [0])
     probs = np.full((1, 28, 28), 0.7, np.float32)
@@ -79,7 +79,7 @@ def test_comparison_table_flags_differences():
 def test_tracing_adapter_imports_without_caffe2():
     import importlib.util
 
-    from maskseg_d2.export import tracing_adapter
+    from maskseg_d2.deploy import tracing_adapter
 
     adapter = tracing_adapter()
     assert adapter.__name__ == "TracingAdapter" and adapter.__module__ == "detectron2.export.flatten"
@@ -94,7 +94,7 @@ def test_tracing_adapter_imports_without_caffe2():
 
 def test_user_errors(tmp_path):
     from maskseg_d2.errors import UserError
-    from maskseg_d2.export import export_run, load_exported
+    from maskseg_d2.deploy import export_run, load_exported
 
     with pytest.raises(UserError, match=r"format=tflite: choose one of torchscript, onnx"):
         export_run(str(tmp_path), "tflite")
@@ -161,7 +161,7 @@ def test_torchscript_cli_round_trip(export_run_dir, sample_folder, tmp_path):
     import torch
 
     from maskseg_d2 import compat
-    from maskseg_d2.export import load_exported
+    from maskseg_d2.deploy import load_exported
     from maskseg_d2.predict import read_bgr
 
     proc = subprocess.run(
@@ -204,7 +204,7 @@ def test_torchscript_cli_round_trip(export_run_dir, sample_folder, tmp_path):
 def test_onnx_round_trip_on_validation_images(export_run_dir, tmp_path):
     import onnxruntime as ort
 
-    from maskseg_d2.export import EagerModel, export_run, load_exported, sample_images
+    from maskseg_d2.deploy import EagerModel, export_run, load_exported, sample_images
     from maskseg_d2.predict import read_bgr
 
     result = export_run(str(export_run_dir), "onnx", output=str(tmp_path), score_threshold=0.0, max_detections=20,
