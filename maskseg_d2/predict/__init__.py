@@ -2,7 +2,7 @@
 pre-annotations and LabelMe files for images, folders, globs, videos and webcams.
 
 ``python tools/predict.py run=<run dir> input=<...>`` calls :func:`predict`; the pieces
-(:class:`BatchPredictor`, :class:`OutputWriter`, the format functions in :mod:`.export`) can be used
+(:class:`BatchPredictor`, :class:`OutputWriter`, the format functions in :mod:`.annotations`) can be used
 on their own.
 """
 from .detections import Detections

@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..utils.fileio import atomic_write_json
 from ..visualization.overlay import draw_detections
 from .detections import Detections
-from .export import (
+from .annotations import (
     LABELME_SHAPES,
     LS_SHAPES,
     coco_results,

@@ -17,7 +17,7 @@ from maskseg_d2.data.common import rasterize_polygons
 from maskseg_d2.data.ls_rle import rle_to_mask
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter
-from maskseg_d2.predict.export import (
+from maskseg_d2.predict.annotations import (
     LABELME_VERSION,
     coco_results,
     labelme_document,
