@@ -34,7 +34,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from .ls_rle import mask_to_rle
+from .labelstudio_rle import mask_to_rle
 
 __all__ = [
     "CATEGORY_IDS", "CLASSES", "VARIANTS", "DemoObject", "make_demo_dataset", "render_scene", "trace_polygon",

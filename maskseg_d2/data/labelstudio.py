@@ -1,7 +1,7 @@
 """Label Studio JSON export (a list of tasks) -> Detectron2 dataset dicts.
 
 Supported result types: ``polygonlabels``, ``rectanglelabels`` (rotation included) and ``brushlabels``
-(Label Studio's own RLE, decoded by :mod:`maskseg_d2.data.ls_rle`). Other result types (keypoints,
+(Label Studio's own RLE, decoded by :mod:`maskseg_d2.data.labelstudio_rle`). Other result types (keypoints,
 choices, text, relations ...) are skipped and counted; unlabelled tasks too. See ``/work/shared``
 FORMATS.md §2 for the export format.
 """
@@ -327,18 +327,18 @@ def _brush_result(value: dict, size: tuple[int, int], where: str) -> np.ndarray:
     if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
         raise fail(where, f"brush region without an RLE list (format {value.get('format')!r})",
                    "export the project as 'JSON' from Label Studio")
-    from . import ls_rle  # imported when a brush region is met
+    from . import labelstudio_rle  # imported when a brush region is met
 
     h, w = size
     try:
-        values = ls_rle.decode(value["rle"], expected=h * w * 4)  # checked before anything is allocated
-    except ls_rle.CountMismatch as e:
+        values = labelstudio_rle.decode(value["rle"], expected=h * w * 4)  # checked before anything is allocated
+    except labelstudio_rle.CountMismatch as e:
         raise fail(where, f"brush RLE holds {e.num} values but the {w}x{h} image needs {h * w * 4} "
                    "(RGBA)", "re-export the project, or delete this region") from None
     except Exception as e:  # corrupt RLE: name the region
         raise fail(where, f"cannot decode the brush RLE: {e}",
                    "re-export the project, or delete this region") from None
-    # alpha >= 128, as ls_rle.rle_to_mask; read as little-endian uint32 (alpha = top byte), the RGBA bytes
+    # alpha >= 128, as labelstudio_rle.rle_to_mask; read as little-endian uint32 (alpha = top byte), the RGBA bytes
     # are scanned contiguously: 4x faster than the strided alpha slice on a 1024x768 mask
     return (values.view("<u4") >= 0x80000000).reshape(h, w)
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..data.common import mask_to_rle as coco_rle
-from ..data.ls_rle import mask_to_rle as brush_rle
+from ..data.labelstudio_rle import mask_to_rle as brush_rle
 from .detections import Detections
 
 __all__ = [

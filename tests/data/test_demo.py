@@ -19,7 +19,7 @@ import pytest
 from pycocotools import mask as mask_util
 
 from maskseg_d2.data import demo
-from maskseg_d2.data.ls_rle import rle_to_mask
+from maskseg_d2.data.labelstudio_rle import rle_to_mask
 
 NUM_IMAGES = 18
 W, H = 256, 192

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from json_mutations import Path_, is_number, json_paths, mutate, parent_of, path_in
 from PIL import Image
 
-from maskseg_d2.data import ls_rle
+from maskseg_d2.data import labelstudio_rle
 from maskseg_d2.data.common import coco_rle_totals
 from maskseg_d2.data.formats import read_dataset
 from maskseg_d2.errors import UserError
@@ -78,7 +78,7 @@ def _ls_export() -> list[dict]:
                               res("r1", "rectanglelabels", {"x": 62.5, "y": 12.5, "width": 25.0,
                                                             "height": 25.0, "rotation": 10.0,
                                                             "rectanglelabels": ["sign board"]})]),
-            task(2, "b.jpg", [res("b1", "brushlabels", {"format": "rle", "rle": ls_rle.mask_to_rle(_mask()),
+            task(2, "b.jpg", [res("b1", "brushlabels", {"format": "rle", "rle": labelstudio_rle.mask_to_rle(_mask()),
                                                         "brushlabels": ["car"]}),
                               res("p2", "polygonlabels", {"points": _pct(TRI),
                                                           "polygonlabels": ["sign board"]})])]

@@ -138,7 +138,7 @@ def test_rotated_rectangle_corners(tmp_path, images):
 
 
 def test_brush_rle_becomes_coco_rle(tmp_path, images):
-    from maskseg_d2.data.ls_rle import mask_to_rle
+    from maskseg_d2.data.labelstudio_rle import mask_to_rle
 
     mask = np.zeros((H, W), bool)
     mask[20:41, 30:71] = True
@@ -235,7 +235,7 @@ def test_resized_photo_rescaled_and_counted(tmp_path, images, caplog):
 
 
 def test_brush_on_resized_photo(tmp_path, images):
-    from maskseg_d2.data.ls_rle import mask_to_rle
+    from maskseg_d2.data.labelstudio_rle import mask_to_rle
 
     big = np.zeros((H * 2, W * 2), bool)
     big[40:80, 60:140] = True

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg_d2.data import ls_rle
+from maskseg_d2.data import labelstudio_rle
 from maskseg_d2.data.formats import read_dataset
 from maskseg_d2.data.labelstudio import read_labelstudio
 from maskseg_d2.data.labelstudio_min import read_labelstudio_min
@@ -162,7 +162,7 @@ def exports(tmp_path_factory, ls_sdk, tools):
     spec = {"config": CONFIG, "config_coco": CONFIG_COCO, "upload_dir": str(upload),
             "document_root": str(root), "tasks": tasks,
             "vectors": [str(p) for p in vectors["sdk_encodes"]],
-            "decode": {str(p): ls_rle.mask_to_rle(np.load(p)) for p in vectors["sdk_decodes"]}}
+            "decode": {str(p): labelstudio_rle.mask_to_rle(np.load(p)) for p in vectors["sdk_decodes"]}}
     (root / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     out = root / "out"
     out.mkdir()
@@ -220,11 +220,11 @@ def test_our_codec_matches_the_sdk(exports):
     for path, vec in exports["codec"].items():
         arr = np.load(path)
         if "encoded" in vec and arr.ndim == 2:  # mask2rle(mask): our encoder is bit-identical, decoder exact
-            assert ls_rle.mask_to_rle(arr > 0) == vec["encoded"], path
-            np.testing.assert_array_equal(ls_rle.rle_to_mask(vec["encoded"], *arr.shape), arr > 0)
+            assert labelstudio_rle.mask_to_rle(arr > 0) == vec["encoded"], path
+            np.testing.assert_array_equal(labelstudio_rle.rle_to_mask(vec["encoded"], *arr.shape), arr > 0)
         elif "encoded" in vec:  # an RGBA stroke with anti-aliased alpha
-            np.testing.assert_array_equal(ls_rle.decode(vec["encoded"]), arr.ravel())
-            mask = ls_rle.rle_to_mask(vec["encoded"], *arr.shape[:2])
+            np.testing.assert_array_equal(labelstudio_rle.decode(vec["encoded"]), arr.ravel())
+            mask = labelstudio_rle.rle_to_mask(vec["encoded"], *arr.shape[:2])
             np.testing.assert_array_equal(mask, arr[..., 3] >= 128)
         else:  # the SDK decodes what we encode
             np.testing.assert_array_equal(np.reshape(vec["decoded"], (*arr.shape, 4))[..., 3], arr * 255)
