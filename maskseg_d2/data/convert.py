@@ -144,7 +144,7 @@ def convert(
     """Read any supported export(s) and write one COCO instances JSON (and optionally a report).
 
     With ``report_dir``, the inputs are read leniently (every invalid item is collected rather than
-    the first one raised) and :func:`~maskseg_d2.data.report.write_report` writes the validation
+    the first one raised) and :func:`~maskseg_d2.data.dataset_report.write_report` writes the validation
     report there; if any item was invalid, no COCO file is written and a one-line error points to
     the report -- unless ``on_error="skip"``: invalid items (a bad region, image, task or whole file)
     are then left out, counted in ``ConvertSummary.skipped`` / ``invalid``, and the valid rest is written.
@@ -180,7 +180,7 @@ def convert(
                              list(result.thing_classes), result.format, dict(result.skipped),
                              dict(result.adjusted), invalid=len(result.problems))
     if report_dir is not None:
-        from .report import write_report
+        from .dataset_report import write_report
 
         summary.report = write_report(result, report_dir)
         if result.problems and on_error == "error":

@@ -206,7 +206,7 @@ def test_importing_the_plotting_modules_leaves_the_matplotlib_backend_alone():
     import sys
 
     code = ("import matplotlib; matplotlib.use('svg'); import maskseg_d2.evaluation.plots, "
-            "maskseg_d2.visualization.curves, maskseg_d2.data.report, maskseg_d2.evaluation.report; "
+            "maskseg_d2.visualization.curves, maskseg_d2.data.dataset_report, maskseg_d2.evaluation.report; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"
