@@ -75,7 +75,7 @@ def main() -> None:
 
 
 def _bench(args: argparse.Namespace, tmp: Path) -> None:
-    from maskseg_d2.data.demo import make_demo_dataset
+    from maskseg_d2.demo import make_demo_dataset
     from maskseg_d2.deploy import EagerModel, export_run, load_exported
     from maskseg_d2.predict import list_images, read_bgr
 

@@ -106,7 +106,7 @@ def main() -> None:
 
     import torch
 
-    from maskseg_d2.data.demo import make_demo_dataset
+    from maskseg_d2.demo import make_demo_dataset
     from maskseg_d2.predict import predict
 
     width, height = (int(v) for v in args.size.lower().split("x"))

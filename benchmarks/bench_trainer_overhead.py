@@ -99,7 +99,7 @@ def main() -> None:
 
     from maskseg_d2.config import build_d2_cfg
     from maskseg_d2.data import register_dataset
-    from maskseg_d2.data.demo import make_demo_dataset
+    from maskseg_d2.demo import make_demo_dataset
 
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")

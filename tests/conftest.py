@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 # Importing maskseg_d2 (any module of it) patches Detectron2 before a test module imports it.
-from maskseg_d2.data.demo import make_demo_dataset
+from maskseg_d2.demo import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

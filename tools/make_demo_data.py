@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from maskseg_d2.data.demo import GENERATOR_VERSION, make_demo_dataset
+from maskseg_d2.demo import GENERATOR_VERSION, make_demo_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Tests for the synthetic demo dataset (maskseg_d2.data.demo).
+"""Tests for the synthetic demo dataset (maskseg_d2.demo).
 
 The annotations are rasterised with a small helper of this file (pixel-corner convention: a pixel
 belongs to a shape when its centre (j + 0.5, i + 0.5) is inside), independent of the importers.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from maskseg_d2.data import demo
+from maskseg_d2.demo import scene as demo
 from maskseg_d2.data.labelstudio_rle import rle_to_mask
 
 NUM_IMAGES = 18

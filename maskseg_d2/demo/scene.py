@@ -34,7 +34,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from .labelstudio_rle import mask_to_rle
+from ..data.labelstudio_rle import mask_to_rle
 
 __all__ = [
     "CATEGORY_IDS", "CLASSES", "VARIANTS", "DemoObject", "make_demo_dataset", "render_scene", "trace_polygon",
@@ -897,7 +897,7 @@ def make_demo_dataset(out_dir: str | Path, num_images: int = 80, width: int = 25
     if had_demo:
         _remove_stale(out / "images", "*.jpg", set(names))
         _remove_stale(out / "labelme", "*.json", {f"{Path(n).stem}.json" for n in names})
-    params = {"generator": "maskseg_d2.data.demo", "version": GENERATOR_VERSION, "num_images": num_images,
+    params = {"generator": "maskseg_d2.demo", "version": GENERATOR_VERSION, "num_images": num_images,
               "width": width, "height": height, "seed": seed}
     _write_json(out / "demo_params.json", {**params, "summary": summary}, indent=2)
     logger.info("demo dataset: %d images, %s instances in %s", num_images, summary["instances"], out)
