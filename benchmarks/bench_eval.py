@@ -18,11 +18,14 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from maskseg_d2.evaluation.cocoeval import evaluate_task, load_ground_truth, load_predictions
-from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only generators live in tests/helpers
+from helpers.synthetic import make_synthetic_coco  # noqa: E402
 
 
 def pycocotools_stats(gt: dict, results: list[dict], task: str) -> np.ndarray:

@@ -9,7 +9,6 @@ Modules:
     analysis    the worst images drawn GT vs prediction
     report      all of the above into one output folder; :func:`evaluate_files` (no model)
     compare     leaderboard over runs or a sweep
-    synthetic   generated GT/predictions for tests and benchmarks
 """
 
 from __future__ import annotations

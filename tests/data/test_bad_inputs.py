@@ -23,7 +23,7 @@ import pytest
 
 from maskseg_d2.data import labelstudio_rle, register_dataset
 from maskseg_d2.errors import UserError
-from forked_tool import run_cases
+from helpers.forked_tool import run_cases
 from pycocotools import mask as mask_util
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -501,7 +501,7 @@ def _coco_counts(runs: list[int]) -> str:
 
 def _eval_pair():
     """A small valid GT/results pair, the index of a result with an RLE and of a GT polygon annotation."""
-    from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+    from helpers.synthetic import make_synthetic_coco
 
     gt, preds = make_synthetic_coco(num_images=3, preds_per_image=3, seed=5)
     i_rle = next(i for i, p in enumerate(preds) if isinstance(p.get("segmentation"), dict))

@@ -13,7 +13,7 @@ from maskseg_d2.data.coco import load_coco
 from maskseg_d2.data.convert import convert
 from maskseg_d2.data.labelstudio import load_labelstudio
 from maskseg_d2.errors import UserError
-from forked_tool import run_cases
+from helpers.forked_tool import run_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = str(ROOT / "tools" / "convert.py")

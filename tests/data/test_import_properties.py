@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from json_mutations import Path_, is_number, json_paths, mutate, parent_of, path_in
+from helpers.json_mutations import Path_, is_number, json_paths, mutate, parent_of, path_in
 from PIL import Image
 
 from maskseg_d2.data import labelstudio_rle

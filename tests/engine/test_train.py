@@ -67,7 +67,7 @@ def test_best_checkpoint_and_its_metric_are_recorded(tiny_run):
 
 
 def test_offline_wandb_run_holds_ap_and_images(tiny_run):
-    from maskseg_d2.tracking.offline import find_offline_runs, read_history
+    from helpers.wandb_offline import find_offline_runs, read_history
 
     run_dir, results = tiny_run
     (wb,) = find_offline_runs(str(run_dir))

@@ -17,7 +17,7 @@ from maskseg_d2.evaluation.cocoeval import (
     resolve_backend,
     to_d2_results,
 )
-from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+from helpers.synthetic import make_synthetic_coco
 
 BACKENDS = ["faster", "pycocotools"] + (["detectron2"] if cocoeval.compat.has_compiled_ops() else [])
 

@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from json_mutations import Path_, is_number, json_paths, mutate, path_in
+from helpers.json_mutations import Path_, is_number, json_paths, mutate, path_in
 from pycocotools import mask as mask_util
 
 from maskseg_d2.errors import UserError
 from maskseg_d2.evaluation.cocoeval import evaluate, load_ground_truth, load_predictions
 from maskseg_d2.evaluation.report import write_report
-from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+from helpers.synthetic import make_synthetic_coco
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+from helpers.synthetic import make_synthetic_coco
 
 
 def _error_lines(stderr: str) -> list[str]:

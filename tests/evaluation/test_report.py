@@ -11,7 +11,7 @@ import pytest
 from maskseg_d2.evaluation.cocoeval import load_ground_truth, load_predictions
 from maskseg_d2.evaluation.confusion import confusion_matrix
 from maskseg_d2.evaluation.report import evaluate_files
-from maskseg_d2.evaluation.synthetic import make_synthetic_coco
+from helpers.synthetic import make_synthetic_coco
 from maskseg_d2.evaluation.tables import format_ap_table
 
 

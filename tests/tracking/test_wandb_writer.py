@@ -12,7 +12,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from maskseg_d2.tracking import wandb_mode
-from maskseg_d2.tracking.offline import find_offline_runs, iter_records, read_history
+from helpers.wandb_offline import find_offline_runs, iter_records, read_history
 from maskseg_d2.tracking.wandb_writer import (WandbWriter, init_wandb_run, run_name_from_overrides,
                                               scrub_secrets)
 

@@ -90,7 +90,7 @@ def test_user_error_message_is_redacted(monkeypatch, capsys):
 @pytest.mark.slow
 def test_train_run_never_saves_a_secret(demo_root, tmp_path):
     from maskseg_d2.engine.run import load_run
-    from maskseg_d2.tracking.offline import find_offline_runs, iter_records, wait_until_finished
+    from helpers.wandb_offline import find_offline_runs, iter_records, wait_until_finished
 
     wandb_key, service, hf, cli_only = pysecrets.token_hex(20), _token("svc"), _token("hf"), _token("cli")
     run_dir, home = tmp_path / "run", tmp_path / "home"

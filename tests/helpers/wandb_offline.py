@@ -1,4 +1,4 @@
-"""Read what an *offline* W&B run logged, without uploading it: ``python -m maskseg_d2.tracking.offline <dir>``.
+"""Read what an *offline* W&B run logged, without uploading it: ``python -m helpers.wandb_offline <dir>``.
 
 An offline run directory (``<run dir>/wandb/offline-run-<time>-<id>/``) holds media files under ``files/``
 and every logged row in ``run-<id>.wandb``: protobuf ``Record`` messages in W&B's LevelDB-style log
