@@ -24,8 +24,7 @@ import numpy as np
 
 from maskseg_d2.evaluation.cocoeval import evaluate_task, load_ground_truth, load_predictions
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test-only generators live in tests/helpers
-from helpers.synthetic import make_synthetic_coco  # noqa: E402
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def pycocotools_stats(gt: dict, results: list[dict], task: str) -> np.ndarray:
@@ -58,6 +57,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="auto", help="ours: auto | faster | detectron2 | pycocotools")
     args = ap.parse_args()
+    sys.path.insert(0, str(TESTS))  # the synthetic COCO generator is test-only code (tests/helpers)
+    from helpers.synthetic import make_synthetic_coco
 
     tic = time.perf_counter()
     gt, results = make_synthetic_coco(args.images, args.preds, seed=args.seed)
