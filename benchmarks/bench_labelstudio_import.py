@@ -66,7 +66,7 @@ def _shape_bank(rng: np.random.Generator, w: int, h: int, n: int = 40) -> tuple[
         polys.append([[float((cx + a * np.cos(b)) / w * 100), float((cy + a * np.sin(b)) / h * 100)]
                       for a, b in zip(rad, t)])
         ax, ay = r * rng.uniform(0.8, 1.6), r * rng.uniform(0.6, 1.2)
-        masks.append(labelstudio_rle.mask_to_rle(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1.0))
+        masks.append(labelstudio_rle.mask_to_brush_rle(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1.0))
     return polys, masks
 
 

@@ -55,7 +55,7 @@ __all__ = [
     "exif_orientation",
     "finish_load",
     "mask_annotation",
-    "mask_to_rle",
+    "mask_to_coco_rle",
     "normalize_name",
     "numbers_only",
     "polygon_area",
@@ -537,7 +537,7 @@ def polygons_annotation(
     return _set_category(ann, category)
 
 
-def mask_to_rle(mask: np.ndarray) -> dict:
+def mask_to_coco_rle(mask: np.ndarray) -> dict:
     """COCO RLE of a (H, W) mask, with ``counts`` as str (JSON and pickle friendly).
 
     Args:
@@ -565,7 +565,7 @@ def mask_annotation(mask: np.ndarray, category: str | int | None = None) -> dict
     Returns:
         dict or None: the annotation (box = extent of the mask's pixels), None when the mask is empty.
     """
-    return rle_annotation(mask_to_rle(mask), category)
+    return rle_annotation(mask_to_coco_rle(mask), category)
 
 
 _RLE_BAD_CHAR = re.compile(r"[^0-o]")  # pycocotools' compressed counts use chars '0' (48) .. 'o' (111)

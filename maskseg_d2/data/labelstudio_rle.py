@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["RUN_SIZES", "WORD_SIZE", "CountMismatch", "decode", "encode", "mask_to_rle", "rle_to_mask"]
+__all__ = ["RUN_SIZES", "WORD_SIZE", "CountMismatch", "decode", "encode", "mask_to_brush_rle", "rle_to_mask"]
 
 WORD_SIZE = 8
 RUN_SIZES = (3, 4, 8, 16)
@@ -146,7 +146,7 @@ def encode(values: np.ndarray) -> list[int]:
     return _encode_runs(arr.size, lengths, run_values)
 
 
-def mask_to_rle(mask: np.ndarray) -> list[int]:
+def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
     """Encode a binary mask the way Label Studio's ``mask2rle`` does.
 
     Every pixel becomes 4 RGBA bytes, all 255 inside the mask and 0 outside.
@@ -162,7 +162,7 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     """
     m = np.asarray(mask)
     if m.ndim != 2:
-        raise ValueError(f"mask_to_rle expects an H x W mask, got shape {m.shape}")
+        raise ValueError(f"mask_to_brush_rle expects an H x W mask, got shape {m.shape}")
     lengths, run_values = _runs(m.astype(bool).ravel())
     return _encode_runs(m.size * 4, lengths * 4, run_values.astype(np.int64) * 255)
 

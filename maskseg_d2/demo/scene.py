@@ -34,7 +34,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from ..data.labelstudio_rle import mask_to_rle
+from ..data.labelstudio_rle import mask_to_brush_rle
 
 __all__ = [
     "CATEGORY_IDS", "CLASSES", "VARIANTS", "DemoObject", "make_demo_dataset", "render_scene", "trace_polygon",
@@ -701,7 +701,7 @@ def _ls_result(obj: DemoObject, rid: str, w: int, h: int) -> dict:
     """One Label Studio result (brushlabels / rectanglelabels / polygonlabels) for an object."""
     if obj.kind == "brush":
         rtype = "brushlabels"
-        value = {"format": "rle", "rle": mask_to_rle(obj.visible_mask), "brushlabels": [obj.label]}
+        value = {"format": "rle", "rle": mask_to_brush_rle(obj.visible_mask), "brushlabels": [obj.label]}
     elif obj.kind == "rectangle":
         x, y, bw, bh, angle = obj.rect
         rtype = "rectanglelabels"

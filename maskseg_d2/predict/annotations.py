@@ -22,8 +22,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..data.common import mask_to_rle as coco_rle
-from ..data.labelstudio_rle import mask_to_rle as brush_rle
+from ..data.common import mask_to_coco_rle
+from ..data.labelstudio_rle import mask_to_brush_rle
 from .detections import Detections
 
 __all__ = [
@@ -87,7 +87,7 @@ def coco_results(dets: Detections, image_id: int) -> list[dict]:
         list[dict]: one record per instance; ``category_id`` = class index + 1.
     """
     return [{"image_id": int(image_id), "category_id": int(c) + 1, "bbox": _xywh(b),
-             "score": round(float(s), 5), "segmentation": coco_rle(m)}
+             "score": round(float(s), 5), "segmentation": mask_to_coco_rle(m)}
             for b, s, c, m in zip(dets.boxes, dets.scores, dets.classes, dets.masks)]
 
 
@@ -121,7 +121,7 @@ def labelstudio_results(
     for k, (score, cls, mask) in enumerate(zip(dets.scores, dets.classes, dets.masks)):
         label = [str(class_names[cls])]
         if shape == "brush":
-            rtype, value = "brushlabels", {"format": "rle", "rle": brush_rle(mask), "brushlabels": label}
+            rtype, value = "brushlabels", {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": label}
         else:
             polygons = mask_to_polygons(mask, tolerance)
             if not polygons:

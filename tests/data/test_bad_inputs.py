@@ -85,7 +85,7 @@ def ls_rect(rid: str, x: float, y: float, w: float, h: float, label: str = "sign
 def ls_brush(rid: str, rle: list[int] | None = None, label: str = "car", w: int = W, h: int = H) -> dict:
     return {"id": rid, "type": "brushlabels", "from_name": "brush", "to_name": "image", "original_width": w,
             "original_height": h, "image_rotation": 0,
-            "value": {"format": "rle", "rle": labelstudio_rle.mask_to_rle(MASK) if rle is None else rle,
+            "value": {"format": "rle", "rle": labelstudio_rle.mask_to_brush_rle(MASK) if rle is None else rle,
                       "brushlabels": [label]}}
 
 
@@ -233,9 +233,9 @@ def build_convert_corpus(c: Corpus) -> None:
             [ls_rect("r9", 60, 10, -20, 30)])
     ls_with("ls_negative_size", ["task 1 result r9", "-80x-60"], [ls_poly("r9", w=-80, h=-60)])
     ls_with("ls_brush_too_short", ["task 1 result r9", "brush RLE truncated"],
-            [ls_brush("r9", labelstudio_rle.mask_to_rle(MASK)[:-6])])
+            [ls_brush("r9", labelstudio_rle.mask_to_brush_rle(MASK)[:-6])])
     ls_with("ls_brush_too_long", ["task 1 result r9", "holds 19440 values but the 80x60 image needs 19200"],
-            [ls_brush("r9", labelstudio_rle.mask_to_rle(np.zeros((H, W + 1), bool)))])
+            [ls_brush("r9", labelstudio_rle.mask_to_brush_rle(np.zeros((H, W + 1), bool)))])
     ls_with("ls_brush_not_bytes", ["task 1 result r9", "integers in 0..255"], [ls_brush("r9", [300, -1])])
     ls_with("ls_unknown_label", ["'tree' (1×", "task 1 result r9"], [ls_poly("r9", label="tree")],
             extra=classes)
@@ -409,7 +409,7 @@ def _mixed_inputs(c: Corpus) -> dict[str, tuple[list[str], int, int]]:
     nan["value"]["points"][0][0] = float("nan")
     tasks = [ls_task(1, "street.jpg", [ls_poly("r1"), ls_rect("r2", 60, 10, 20, 30),
                                        ls_poly("r3", [(1, 1), (5, 5)]), nan]),
-             ls_task(2, "park.jpg", [ls_brush("r5"), ls_brush("r6", labelstudio_rle.mask_to_rle(MASK)[:-6])]),
+             ls_task(2, "park.jpg", [ls_brush("r5"), ls_brush("r6", labelstudio_rle.mask_to_brush_rle(MASK)[:-6])]),
              ls_task(3, "gone.jpg", [ls_poly("r7")]), ls_task(4, "zero.jpg", [ls_poly("r8")])]
     (root / "ls.json").write_text(json.dumps(tasks))
     records = [min_record(1, "street.jpg", [min_region(), min_region([(1, 1), (2, 2)])]),

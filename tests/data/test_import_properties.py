@@ -78,7 +78,8 @@ def _ls_export() -> list[dict]:
                               res("r1", "rectanglelabels", {"x": 62.5, "y": 12.5, "width": 25.0,
                                                             "height": 25.0, "rotation": 10.0,
                                                             "rectanglelabels": ["sign board"]})]),
-            task(2, "b.jpg", [res("b1", "brushlabels", {"format": "rle", "rle": labelstudio_rle.mask_to_rle(_mask()),
+            task(2, "b.jpg", [res("b1", "brushlabels", {"format": "rle",
+                                                        "rle": labelstudio_rle.mask_to_brush_rle(_mask()),
                                                         "brushlabels": ["car"]}),
                               res("p2", "polygonlabels", {"points": _pct(TRI),
                                                           "polygonlabels": ["sign board"]})])]

@@ -138,14 +138,14 @@ def test_rotated_rectangle_corners(tmp_path, images):
 
 
 def test_brush_rle_becomes_coco_rle(tmp_path, images):
-    from maskseg_d2.data.labelstudio_rle import mask_to_rle
+    from maskseg_d2.data.labelstudio_rle import mask_to_brush_rle
 
     mask = np.zeros((H, W), bool)
     mask[20:41, 30:71] = True
     mask[45:50, 5:9] = True
     result = {"id": "br", "type": "brushlabels", "from_name": "brush", "to_name": "image", "origin": "manual",
               "original_width": W, "original_height": H, "image_rotation": 0,
-              "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": ["car"]}}
+              "value": {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": ["car"]}}
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([result])])])
     (ann,) = load_labelstudio(export, images)[0]["annotations"]
     assert isinstance(ann["segmentation"], dict) and isinstance(ann["segmentation"]["counts"], str)
@@ -235,12 +235,12 @@ def test_resized_photo_rescaled_and_counted(tmp_path, images, caplog):
 
 
 def test_brush_on_resized_photo(tmp_path, images):
-    from maskseg_d2.data.labelstudio_rle import mask_to_rle
+    from maskseg_d2.data.labelstudio_rle import mask_to_brush_rle
 
     big = np.zeros((H * 2, W * 2), bool)
     big[40:80, 60:140] = True
     result = {"id": "br", "type": "brushlabels", "original_width": W * 2, "original_height": H * 2,
-              "value": {"format": "rle", "rle": mask_to_rle(big), "brushlabels": ["car"]}}
+              "value": {"format": "rle", "rle": mask_to_brush_rle(big), "brushlabels": ["car"]}}
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([result])])])
     (ann,) = load_labelstudio(export, images)[0]["annotations"]
     expected = np.zeros((H, W), bool)

@@ -113,14 +113,14 @@ def test_mask_round_trip_random(shape):
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     for p in (0.05, 0.5, 0.95):
         mask = rng.random(shape) < p
-        rle = labelstudio_rle.mask_to_rle(mask)
+        rle = labelstudio_rle.mask_to_brush_rle(mask)
         assert np.array_equal(labelstudio_rle.rle_to_mask(rle, *shape), mask)
 
 
 @pytest.mark.parametrize("fill", [False, True])
 def test_mask_round_trip_constant(fill):
     mask = np.full((300, 300), fill)  # one run of 360000 values: split into 65536-value chunks
-    rle = labelstudio_rle.mask_to_rle(mask)
+    rle = labelstudio_rle.mask_to_brush_rle(mask)
     assert np.array_equal(labelstudio_rle.rle_to_mask(rle, 300, 300), mask)
     assert len(rle) < 40
 
@@ -131,8 +131,8 @@ def test_mask_to_rle_matches_encoding_the_rgba_bytes():
     mask[10:30, 5:50] = True
     mask |= rng.random(mask.shape) < 0.02
     rgba = np.repeat(mask.ravel().astype(np.uint8) * 255, 4)
-    assert labelstudio_rle.mask_to_rle(mask) == labelstudio_rle.encode(rgba)
-    assert labelstudio_rle.mask_to_rle(mask.astype(np.uint8)) == labelstudio_rle.encode(rgba)
+    assert labelstudio_rle.mask_to_brush_rle(mask) == labelstudio_rle.encode(rgba)
+    assert labelstudio_rle.mask_to_brush_rle(mask.astype(np.uint8)) == labelstudio_rle.encode(rgba)
 
 
 def test_decode_literal_chunks():
@@ -149,7 +149,7 @@ def test_rle_to_mask_thresholds_alpha_at_128():
 
 
 def test_truncated_stream_raises():
-    rle = labelstudio_rle.mask_to_rle(np.eye(20, dtype=bool))
+    rle = labelstudio_rle.mask_to_brush_rle(np.eye(20, dtype=bool))
     with pytest.raises(ValueError, match="truncated"):
         labelstudio_rle.decode(rle[: len(rle) // 2])
 
@@ -186,7 +186,7 @@ def test_values_out_of_range_raise():
 
 
 def test_rle_to_mask_size_mismatch_names_both_sizes():
-    rle = labelstudio_rle.mask_to_rle(np.zeros((4, 5), bool))
+    rle = labelstudio_rle.mask_to_brush_rle(np.zeros((4, 5), bool))
     assert labelstudio_rle.rle_to_mask(rle, 5, 4).shape == (5, 4)  # same value count: fine
     with pytest.raises(ValueError, match=r"holds 80 values but a 4x6 RGBA image needs 96"):
         labelstudio_rle.rle_to_mask(rle, 4, 6)
@@ -196,7 +196,7 @@ def test_large_mask_decodes_fast():
     h, w = 768, 1024
     yy, xx = np.mgrid[:h, :w]
     mask = ((yy - 300) ** 2 + (xx - 500) ** 2 < 200**2) | ((yy > 600) & (yy < 700) & (xx > 100) & (xx < 900))
-    rle = labelstudio_rle.mask_to_rle(mask)
+    rle = labelstudio_rle.mask_to_brush_rle(mask)
     start = time.perf_counter()
     out = labelstudio_rle.rle_to_mask(rle, h, w)
     elapsed = time.perf_counter() - start

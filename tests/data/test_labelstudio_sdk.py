@@ -162,7 +162,7 @@ def exports(tmp_path_factory, ls_sdk, tools):
     spec = {"config": CONFIG, "config_coco": CONFIG_COCO, "upload_dir": str(upload),
             "document_root": str(root), "tasks": tasks,
             "vectors": [str(p) for p in vectors["sdk_encodes"]],
-            "decode": {str(p): labelstudio_rle.mask_to_rle(np.load(p)) for p in vectors["sdk_decodes"]}}
+            "decode": {str(p): labelstudio_rle.mask_to_brush_rle(np.load(p)) for p in vectors["sdk_decodes"]}}
     (root / "spec.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     out = root / "out"
     out.mkdir()
@@ -220,7 +220,7 @@ def test_our_codec_matches_the_sdk(exports):
     for path, vec in exports["codec"].items():
         arr = np.load(path)
         if "encoded" in vec and arr.ndim == 2:  # mask2rle(mask): our encoder is bit-identical, decoder exact
-            assert labelstudio_rle.mask_to_rle(arr > 0) == vec["encoded"], path
+            assert labelstudio_rle.mask_to_brush_rle(arr > 0) == vec["encoded"], path
             np.testing.assert_array_equal(labelstudio_rle.rle_to_mask(vec["encoded"], *arr.shape), arr > 0)
         elif "encoded" in vec:  # an RGBA stroke with anti-aliased alpha
             np.testing.assert_array_equal(labelstudio_rle.decode(vec["encoded"]), arr.ravel())
