@@ -1,15 +1,16 @@
-"""Every one-line error a user can get, read from the source, as the README "Troubleshooting" tables.
+"""Every one-line error a user can get, read from the source, as the tables of docs/TROUBLESHOOTING.md.
 
 Each user-facing error is built by ``UserError(...)``, ``fail(where, what, fix)`` or a thin wrapper of
 ``fail`` (``<where>: <what> — <fix>``). This script finds those calls with :mod:`ast`, renders each
-message template (``{path}`` -> ``<path>``) and writes the tables between the README markers, so the
-README cannot fall behind the code: ``tests/test_docs.py`` fails when it does.
+message template (``{path}`` -> ``<path>``) and writes the tables between the markers of
+docs/TROUBLESHOOTING.md, so the list cannot fall behind the code: ``tests/test_docs.py`` fails when it does.
+(README.md keeps a short hand-picked table of the commonest problems and links to the full list.)
 
 Usage::
 
     python scripts/error_catalog.py            # print the tables
-    python scripts/error_catalog.py --write    # update README.md in place
-    python scripts/error_catalog.py --check    # exit 1 when README.md is out of date
+    python scripts/error_catalog.py --write    # update docs/TROUBLESHOOTING.md in place
+    python scripts/error_catalog.py --check    # exit 1 when docs/TROUBLESHOOTING.md is out of date
 """
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+CATALOG = ROOT / "docs" / "TROUBLESHOOTING.md"
 BEGIN, END = "<!-- error-catalog:begin -->", "<!-- error-catalog:end -->"
 SOURCES = ("maskseg_d2", "tools")
 # (where, what, fix) builders: fail() and the wrappers that forward their arguments to it.
 FAIL_LIKE = {"fail", "_geometry_error"}
 # Helpers whose messages say what the caller passes (read_json(path, what, setting, fix)): listed at each call,
-# with the caller's string arguments (the defaults where it gives none), in the caller's table.
-MESSAGE_HELPERS = {"read_json": "maskseg_d2/data/common.py"}
-AREAS = {  # first path part below maskseg_d2/ -> README table
+# with the caller's string arguments (the defaults where it gives none), in the caller's table. Each is found by
+# name (its one module-level def in SOURCES), so the list follows it when the module moves.
+MESSAGE_HELPERS = ("read_json",)
+AREAS = {  # first path part below maskseg_d2/ -> table
     "data": "Data import (training, tools/convert.py, tools/visualize.py mode=gt)",
     "engine": "Training and run dirs (tools/train.py, tools/eval.py run=...)",
     "evaluation": "Evaluation files (tools/eval.py gt=... pred=..., compare=...)",
@@ -125,10 +127,28 @@ def _message(node: ast.Call, defaults: dict[str, str], builders: dict[str, ast.F
     return _clean(message), _clean(fix)
 
 
-@functools.cache  # parsed once, not at every call site
-def _helper(name: str) -> ast.FunctionDef:
-    tree = ast.parse((ROOT / MESSAGE_HELPERS[name]).read_text(encoding="utf-8"))
-    return next(f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == name)
+def _sources() -> list[Path]:
+    return [path for top in SOURCES for path in sorted((ROOT / top).rglob("*.py"))]
+
+
+@functools.cache  # parsed once: the helpers are looked up in the same trees
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _helpers() -> dict[str, ast.FunctionDef]:
+    """name -> the module-level def of each message helper."""
+    found: dict[str, list[tuple[Path, ast.FunctionDef]]] = {name: [] for name in MESSAGE_HELPERS}
+    for path in _sources():
+        for f in _tree(path).body:
+            if isinstance(f, ast.FunctionDef) and f.name in found:
+                found[f.name].append((path, f))
+    for name, defs in found.items():
+        if len(defs) != 1:
+            where = ", ".join(str(p.relative_to(ROOT)) for p, _ in defs) or "nowhere"
+            raise LookupError(f"message helper {name}() is defined {len(defs)} times ({where}); expected once")
+    return {name: defs[0][1] for name, defs in found.items()}
 
 
 def _bound_strings(call: ast.Call, helper: ast.FunctionDef) -> dict[str, str]:
@@ -145,16 +165,16 @@ def entries_in(path: Path) -> list[Entry]:
     rel = path.relative_to(ROOT)
     parts = rel.parts
     area = AREAS.get(parts[1], OTHER) if parts[0] == "maskseg_d2" and len(parts) > 2 else OTHER
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _tree(path)
     builders = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
-    in_helper = {id(n) for f in builders.values() if MESSAGE_HELPERS.get(f.name) == rel.as_posix()
-                 for n in ast.walk(f)}
+    helpers = _helpers()
+    in_helper = {id(n) for f in helpers.values() for n in ast.walk(f)}  # listed at the calls instead
     out = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or id(node) in in_helper:
             continue
-        if _callee(node) in MESSAGE_HELPERS:
-            helper = _helper(_callee(node))
+        if _callee(node) in helpers:
+            helper = helpers[_callee(node)]
             strings = _bound_strings(node, helper)
             found = [_message(n, strings, {}) for n in ast.walk(helper) if isinstance(n, ast.Call)]
         else:
@@ -166,12 +186,11 @@ def entries_in(path: Path) -> list[Entry]:
 def catalog() -> list[Entry]:
     """All error messages, in source order, duplicates (same message and fix) dropped."""
     seen, out = set(), []
-    for top in SOURCES:
-        for path in sorted((ROOT / top).rglob("*.py")):
-            for e in entries_in(path):
-                if (e.message, e.fix) not in seen:
-                    seen.add((e.message, e.fix))
-                    out.append(e)
+    for path in _sources():
+        for e in entries_in(path):
+            if (e.message, e.fix) not in seen:
+                seen.add((e.message, e.fix))
+                out.append(e)
     return out
 
 
@@ -185,7 +204,7 @@ def _prose(text: str) -> str:
 
 
 def markdown(entries: list[Entry]) -> str:
-    """The README block: one collapsible table per area."""
+    """The generated block: one collapsible table per area."""
     lines = [BEGIN, "<!-- generated by scripts/error_catalog.py --write; edit the messages in the code -->"]
     for area in [*AREAS.values(), OTHER]:
         rows = [e for e in entries if e.area == area]
@@ -199,7 +218,7 @@ def markdown(entries: list[Entry]) -> str:
 
 
 def update(text: str, block: str) -> str:
-    """README text with the block between the markers replaced."""
+    """The document's text with the block between the markers replaced."""
     start, end = text.index(BEGIN), text.index(END) + len(END)
     return text[:start] + block + text[end:]
 
@@ -207,26 +226,26 @@ def update(text: str, block: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="update README.md in place")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    mode.add_argument("--write", action="store_true", help="update docs/TROUBLESHOOTING.md in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 when docs/TROUBLESHOOTING.md is out of date")
     args = ap.parse_args(argv)
     block = markdown(catalog())
     if not (args.write or args.check):
         print(block)
         return 0
-    text = README.read_text(encoding="utf-8")
+    text = CATALOG.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
-        print(f"error: {README}: the markers {BEGIN} / {END} are missing — add them under ## Troubleshooting",
+        print(f"error: {CATALOG}: the markers {BEGIN} / {END} are missing — add them under ## Every message",
               file=sys.stderr)
         return 2
     new = update(text, block)
     if args.check:
         if new != text:
-            print(f"{README}: the error tables are out of date — run: python scripts/error_catalog.py --write",
+            print(f"{CATALOG}: the error tables are out of date — run: python scripts/error_catalog.py --write",
                   file=sys.stderr)
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    CATALOG.write_text(new, encoding="utf-8")
     return 0
 
 
