@@ -1,4 +1,5 @@
 """maskseg_d2.compat: Detectron2 imports on today's stack; compiled-only ops fail with one clear line."""
+import json
 import subprocess
 import sys
 
@@ -72,3 +73,39 @@ def test_known_detectron2_noise_is_quiet_and_other_warnings_are_not():
     out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "['a real warning']"
+
+
+# Runs in a fresh interpreter. For every module of the package, in turn: forget every maskseg_d2 and Detectron2
+# module and the Pillow shim, import that one module first, then check the two patches Detectron2 needs.
+_IMPORT_EACH_FIRST = r"""
+import importlib, json, pkgutil, sys
+from PIL import Image
+import maskseg_d2
+names = sorted(m.name for m in pkgutil.walk_packages(maskseg_d2.__path__, "maskseg_d2."))
+unpatched = []
+for name in names:
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("maskseg_d2", "detectron2")]:
+        del sys.modules[mod]
+    if getattr(Image, "LINEAR", None) == Image.BILINEAR:
+        del Image.LINEAR
+    importlib.import_module(name)
+    try:
+        import detectron2.layers  # imports detectron2._C: fails on the Python-only copy unless stubbed
+    except ImportError as e:
+        unpatched.append(f"{name}: {e}")
+        continue
+    if not hasattr(Image, "LINEAR"):
+        unpatched.append(f"{name}: no Image.LINEAR")
+print(json.dumps({"modules": names, "unpatched": unpatched}))
+"""
+
+
+def test_importing_any_module_first_leaves_detectron2_patched():
+    """Only maskseg_d2/__init__.py applies the shims; Python runs it before any submodule, whichever comes first."""
+    if compat.detectron2_source().startswith("registry"):  # the check below means something: unpatched fails
+        bare = subprocess.run([sys.executable, "-c", "import detectron2.layers"], capture_output=True, text=True)
+        assert bare.returncode != 0 and "_C" in bare.stderr
+    out = subprocess.run([sys.executable, "-c", _IMPORT_EACH_FIRST], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result["modules"]) > 40 and "maskseg_d2.engine.trainer" in result["modules"]
+    assert result["unpatched"] == []
