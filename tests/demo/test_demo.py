@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from maskseg_d2.demo import scene as demo
+from maskseg_d2 import demo
 from maskseg_d2.data.labelstudio_rle import rle_to_mask
 
 NUM_IMAGES = 18
