@@ -10,7 +10,7 @@ recomputed from the masks. Classes come from the category *names* (ids may start
 image is found by name under the image root; image, annotation and category ids start at 0; the same
 image appears once per annotation of a task (newest first: the first is kept); rectangles have
 ``segmentation: []``; coordinates are percentages times a size read *before* EXIF rotation (stretched
-back, see :mod:`maskseg_d2.data.exif`); and brush regions are **not exported at all** -- a warning
+back, see :mod:`maskseg_d2.data.images`); and brush regions are **not exported at all** -- a warning
 points to the JSON export.
 """
 from __future__ import annotations
@@ -29,23 +29,12 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from ..errors import UserError, fail
-from .common import (
-    ClassMapper,
-    ImageIndex,
-    LoadResult,
-    LoadStats,
-    RLEStringError,
-    coco_rle_totals,
-    finish_load,
-    mask_annotation,
-    polygons_annotation,
-    progress,
-    read_json,
-    rle_annotation,
-    validate_polygon,
-)
-from .exif import SizeFix, reconcile_size
+from .coco_rle import RLEStringError, coco_rle_totals
+from .geometry import mask_annotation, polygons_annotation, rle_annotation, validate_polygon
+from .images import ImageIndex, SizeFix, reconcile_size
+from .jsonio import read_json
 from .labelstudio import resolve_name, resolve_relative, upload_names
+from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
 
 __all__ = ["load_coco", "read_coco", "coco_dicts", "is_coco", "is_labelstudio_coco"]
 

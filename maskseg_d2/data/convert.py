@@ -21,8 +21,8 @@ from pycocotools import mask as mask_util
 
 from ..errors import fail
 from ..utils.fileio import atomic_write_text
-from .common import ON_ERROR_POLICIES, LoadResult
 from .formats import read_dataset
+from .loading import ON_ERROR_POLICIES, LoadResult
 
 __all__ = ["to_coco", "convert", "ConvertSummary", "relative_file_name"]
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_util
 
-from .common import LoadResult, progress
+from .loading import LoadResult, progress
 
 __all__ = ["build_report", "write_report", "DEGENERATE_KINDS", "SMALL_AREA", "LARGE_AREA"]
 

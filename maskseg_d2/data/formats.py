@@ -27,10 +27,11 @@ from typing import Any
 
 from ..errors import UserError, fail
 from .coco import coco_dicts, is_coco, is_labelstudio_coco
-from .common import ClassMapper, LoadResult, LoadStats, finish_load, read_json
+from .jsonio import read_json
 from .labelme import labelme_dicts, labelme_files
 from .labelstudio import check_tasks, tasks_to_dicts
 from .labelstudio_min import is_json_min, min_records_to_tasks
+from .loading import ClassMapper, LoadResult, LoadStats, finish_load
 
 __all__ = ["FORMATS", "DESCRIPTIONS", "detect_format", "detect_doc_format", "read_dataset"]
 

@@ -28,22 +28,17 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError, fail
 from ..utils.fileio import atomic_write
-from .common import (
+from .geometry import (
     OUTSIDE_SLACK,
-    ClassMapper,
-    LoadResult,
-    LoadStats,
-    finish_load,
-    check_utf8_name,
     mask_annotation,
     numbers_only,
     polygons_annotation,
-    progress,
     rasterize_polygons,
-    read_json,
     validate_polygon,
 )
-from .exif import SizeFix, reconcile_size
+from .images import SizeFix, check_utf8_name, reconcile_size
+from .jsonio import read_json
+from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
 
 __all__ = ["load_labelme", "read_labelme", "labelme_dicts", "labelme_files", "circle_polygon", "CACHE_DIR"]
 
@@ -347,7 +342,7 @@ def load_labelme(
     polygon segmentations; mask shapes (a PNG crop pasted at the box's top-left corner) and groups
     containing one become COCO RLE. line/linestrip/point/points shapes are skipped and counted (one
     warning per load). ``imageHeight``/``imageWidth`` are reconciled with the image
-    (:func:`~maskseg_d2.data.exif.reconcile_size`: transposed = EXIF, same aspect = rescaled).
+    (:func:`~maskseg_d2.data.images.reconcile_size`: transposed = EXIF, same aspect = rescaled).
 
     Args:
         json_dir_or_files (str, PathLike or iterable of them): a folder (searched recursively for

@@ -22,24 +22,18 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UserError, fail
-from .common import (
+from .geometry import GeometryError, mask_annotation, polygons_annotation, validate_polygon
+from .images import (
     IMAGE_EXTENSIONS,
-    ClassMapper,
     ImageIndex,
-    GeometryError,
-    LoadResult,
-    LoadStats,
-    finish_load,
-    mask_annotation,
-    normalize_name,
-    polygons_annotation,
+    SizeFix,
     check_declared_size,
     is_utf8,
-    progress,
-    read_json,
-    validate_polygon,
+    normalize_name,
+    reconcile_size,
 )
-from .exif import SizeFix, reconcile_size
+from .jsonio import read_json
+from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
 
 __all__ = ["load_labelstudio", "read_labelstudio", "resolve_image", "resolve_relative", "resolve_name",
            "upload_names", "pick_annotation", "rectangle_corners",
@@ -119,7 +113,7 @@ def resolve_image(
     the prefix stripped), newer ``/storage-data/uploaded/?filepath=upload/...``,
     ``/data/local-files/?d=<relative path>``, http(s)/s3/gs/azure-blob URLs (matched by file name) and
     plain relative paths. Lookup order: exact relative path (then its shorter tails, for a local-files
-    root above ``image_root``), file name, then :func:`~maskseg_d2.data.common.normalize_name` (Label
+    root above ``image_root``), file name, then :func:`~maskseg_d2.data.images.normalize_name` (Label
     Studio turns spaces into ``_`` on upload).
 
     Args:
@@ -525,7 +519,7 @@ def load_labelstudio(
     recently updated). A task without a (non-cancelled) annotation is skipped and counted; an
     annotation with an empty ``result`` is kept as an image without objects. Polygons and (rotated)
     rectangles become polygon segmentations in pixels, brush regions COCO RLE dicts. Sizes are
-    reconciled with the image (:func:`~maskseg_d2.data.exif.reconcile_size`: EXIF-transposed or
+    reconciled with the image (:func:`~maskseg_d2.data.images.reconcile_size`: EXIF-transposed or
     resized images are handled and counted). Skipped items (unlabelled tasks, unsupported result
     types, empty brush masks) and adjustments are reported in one warning.
 

@@ -19,8 +19,10 @@ import os
 from typing import Any
 
 from ..errors import UserError, fail
-from .common import IMAGE_EXTENSIONS, ClassMapper, LoadResult, LoadStats, finish_load, read_json
+from .images import IMAGE_EXTENSIONS
+from .jsonio import read_json
 from .labelstudio import tasks_to_dicts
+from .loading import ClassMapper, LoadResult, LoadStats, finish_load
 
 __all__ = ["load_labelstudio_min", "read_labelstudio_min", "is_json_min", "min_records_to_tasks"]
 

@@ -22,8 +22,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import UserError, fail
-from .common import ON_ERROR_POLICIES, LoadResult
 from .formats import FORMATS, read_dataset
+from .loading import ON_ERROR_POLICIES, LoadResult
 
 __all__ = ["DatasetInfo", "register_dataset", "split_train_val", "split_by_lists", "find_annotations",
            "FORMATS", "ON_ERROR_POLICIES"]

@@ -24,7 +24,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..data.common import MAX_IMAGE_PIXELS, RLEStringError, coco_rle_totals, read_json, rle_string_problem
+from ..data.coco_rle import RLEStringError, coco_rle_totals, rle_string_problem
+from ..data.images import MAX_IMAGE_PIXELS
+from ..data.jsonio import read_json
 from ..errors import UserError, fail
 
 __all__ = [

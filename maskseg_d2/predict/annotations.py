@@ -2,7 +2,7 @@
 
 Every function takes :class:`~maskseg_d2.predict.detections.Detections` (full-size bool masks) and
 returns plain JSON-ready dicts; the writers in :mod:`maskseg_d2.predict.outputs` put them on disk.
-Geometry follows the project convention (``maskseg_d2.data.common``): continuous pixel coordinates,
+Geometry follows the project convention (``maskseg_d2.data.geometry``): continuous pixel coordinates,
 pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so our importers read every file back to the same masks:
 
 * COCO results: ``{"image_id", "category_id", "segmentation" (COCO RLE), "bbox" (XYWH), "score"}``,
@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..data.common import mask_to_coco_rle
+from ..data.coco_rle import mask_to_coco_rle
 from ..data.labelstudio_rle import mask_to_brush_rle
 from .detections import Detections
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from detectron2.data.detection_utils import read_image
 
-from ..data.common import IMAGE_EXTENSIONS
+from ..data.images import IMAGE_EXTENSIONS
 from ..errors import UserError
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "InputSpec", "list_images", "resolve_input", "read_bgr", "prefetch",

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from detectron2.data.detection_utils import read_image
-from maskseg_d2.data.common import LoadStats, read_image_size
-from maskseg_d2.data.exif import EXIF_NOTE, RESCALE_NOTE, reconcile_size
+from maskseg_d2.data.images import EXIF_NOTE, RESCALE_NOTE, read_image_size, reconcile_size
 from maskseg_d2.data.labelme import read_labelme
 from maskseg_d2.data.labelstudio import read_labelstudio
+from maskseg_d2.data.loading import LoadStats
 from maskseg_d2.errors import UserError
 
 RAW_W, RAW_H = 80, 60  # stored pixels; orientation 6 (rotate 90° clockwise) -> displayed 60 x 80

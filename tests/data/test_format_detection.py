@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from maskseg_d2.data.common import PROGRESS_MIN_ITEMS, progress
 from maskseg_d2.data.formats import detect_format, read_dataset
 from maskseg_d2.data.labelstudio_min import load_labelstudio_min
+from maskseg_d2.data.loading import PROGRESS_MIN_ITEMS, progress
 from maskseg_d2.errors import UserError
 
 W, H = 64, 48

@@ -33,7 +33,7 @@ from helpers.json_mutations import Path_, is_number, json_paths, mutate, parent_
 from PIL import Image
 
 from maskseg_d2.data import labelstudio_rle
-from maskseg_d2.data.common import coco_rle_totals
+from maskseg_d2.data.coco_rle import coco_rle_totals
 from maskseg_d2.data.formats import read_dataset
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskseg_d2.data.common import rasterize_polygons
+from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.labelme import CACHE_DIR, circle_polygon, load_labelme, read_labelme
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util

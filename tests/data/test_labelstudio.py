@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg_d2.data.common import rasterize_polygons
+from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.labelstudio import load_labelstudio, pick_annotation, read_labelstudio, resolve_image
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util

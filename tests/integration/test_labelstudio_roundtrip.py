@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from maskseg_d2.data import load_labelstudio
-from maskseg_d2.data.common import normalize_name
+from maskseg_d2.data.images import normalize_name
 from maskseg_d2.data.labelstudio import upload_names
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter, read_bgr
 from maskseg_d2.predict.outputs import ImageItem
@@ -110,7 +110,7 @@ def _check_export(
     path.write_text(json.dumps(export))
     from pycocotools import mask as mask_util
 
-    from maskseg_d2.data.common import rasterize_polygons
+    from maskseg_d2.data.geometry import rasterize_polygons
 
     loaded = load_labelstudio(path, folder, classes=CLASSES)
     assert sorted(Path(d["file_name"]).name for d in loaded) == sorted(dets)

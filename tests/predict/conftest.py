@@ -140,7 +140,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def decode_segmentation(ann: dict, h: int, w: int) -> np.ndarray:
     from pycocotools import mask as mask_util
 
-    from maskseg_d2.data.common import rasterize_polygons
+    from maskseg_d2.data.geometry import rasterize_polygons
 
     seg = ann["segmentation"]
     if isinstance(seg, dict):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from maskseg_d2.data import load_labelme, load_labelstudio
-from maskseg_d2.data.common import rasterize_polygons
+from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.labelstudio_rle import rle_to_mask
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter

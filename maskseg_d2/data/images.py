@@ -1,8 +1,13 @@
-"""Reconcile the image size an annotation file records with the real image (EXIF orientation applied).
+"""Image files as the importers see them: size (EXIF orientation applied), names, folder index, and the
+reconciliation of the size an annotation file records with the real image.
 
-Instances live in the *display* orientation: what the annotator saw, and what Detectron2's
-``read_image`` returns (it applies the EXIF orientation). Each image's EXIF-applied size is compared
-with the size the annotation file records:
+Names: a file name that is not valid UTF-8 is an error (it cannot be written to JSON or a log), and
+:func:`normalize_name` keys a name the way Label Studio's upload renames it. :class:`ImageIndex`
+indexes an image folder once.
+
+Size reconciliation: instances live in the *display* orientation, what the annotator saw and what
+Detectron2's ``read_image`` returns (it applies the EXIF orientation). Each image's EXIF-applied size
+is compared with the size the annotation file records:
 
 * equal -> nothing to do;
 * transposed (W and H swapped; or the swapped aspect ratio, when the photo was also resized) -> the
@@ -21,22 +26,193 @@ Importers compute geometry on the *canvas* (:attr:`SizeFix.canvas`) and map it t
 """
 from __future__ import annotations
 
+import math
 import os
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import fail
-from .common import GeometryError, LoadStats, check_declared_size, read_image_size
+from .geometry import GeometryError
+from .loading import LoadStats
 
-__all__ = ["ASPECT_TOLERANCE", "EXIF_NOTE", "RESCALE_LIMIT", "RESCALE_NOTE", "SizeFix", "reconcile_size"]
+__all__ = [
+    "ASPECT_TOLERANCE",
+    "EXIF_NOTE",
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "RESCALE_LIMIT",
+    "RESCALE_NOTE",
+    "ImageIndex",
+    "SizeFix",
+    "check_declared_size",
+    "check_utf8_name",
+    "exif_orientation",
+    "is_utf8",
+    "normalize_name",
+    "read_image_size",
+    "reconcile_size",
+]
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Pillow refuses to open images above 2x its MAX_IMAGE_PIXELS (DecompressionBombError), and so does
+# Detectron2's read_image: a declared size above that is never a real training image, and is the bound
+# on every mask the importers allocate.
+MAX_IMAGE_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+_EXIF_ORIENTATION = 0x0112
 ASPECT_TOLERANCE = 0.01  # 1%: a 4000x3000 photo resized to 1333x1000 (rounded) still matches
 EXIF_NOTE = "EXIF-rotated image whose size was recorded before rotation"
 RESCALE_NOTE = "image resized since it was annotated (geometry rescaled)"
 RESCALE_LIMIT = 32.0  # a photo shrunk or grown more than this per side since annotating is another image
 _BOUNDS_SLACK = 1.0  # px a shape may overshoot the image (clicks on the border) before it counts as outside
+
+
+def read_image_size(path: str | os.PathLike, where: str = "") -> tuple[int, int]:
+    """Size of an image as Detectron2's ``read_image`` sees it (EXIF orientation applied).
+
+    Args:
+        path (str or PathLike): the image file (only the header is read).
+        where (str): the item, for the error.
+
+    Returns:
+        tuple[int, int]: (height, width); swapped when the EXIF orientation is 5..8 (90° rotations).
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = exif_orientation(im)
+    except Image.DecompressionBombError as e:  # not an OSError; Detectron2's read_image would raise it too
+        raise fail(where or str(path), f"image {path} is too large to open: {e}",
+                   f"resize it below {MAX_IMAGE_PIXELS} pixels") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise fail(where or str(path), f"cannot read image {path}: {e}",
+                   "replace the file with a valid image") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def check_declared_size(height: Any, width: Any, where: str, what: str = "size") -> tuple[int, int]:
+    """Check an image size written in an annotation file: positive, finite, openable.
+
+    Args:
+        height: the recorded height (a JSON value).
+        width: the recorded width.
+        where (str): the item, for the error.
+        what (str): how the file calls the size (``"imageWidth/imageHeight"`` ...), for the error.
+
+    Returns:
+        tuple[int, int]: (height, width), rounded.
+
+    Raises:
+        UserError: for a value that is not a positive finite number, or a size above
+            :data:`MAX_IMAGE_PIXELS` (no mask that large is ever allocated).
+    """
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0.5
+             for v in (height, width))
+    if not ok:
+        given = "missing" if height is None or width is None else f"{width!r}x{height!r} (WxH)"
+        raise fail(where, f"{what} is {given}, expected positive numbers",
+                   "re-export the annotations (or delete the size fields to use the image's)")
+    h, w = int(round(height)), int(round(width))
+    if h * w > MAX_IMAGE_PIXELS:
+        raise fail(where, f"{what} is {w}x{h} (WxH), larger than any image Detectron2 can read "
+                   f"({MAX_IMAGE_PIXELS} pixels)", "re-export the annotations of the real image")
+    return h, w
+
+
+def is_utf8(name: str) -> bool:
+    """bool: False for a file name that was not valid UTF-8 on disk (Python holds it with surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_utf8_name(path: str, where: str) -> str:
+    """Return ``path`` when it is valid UTF-8; a file name in another encoding is an error.
+
+    On Linux such names reach Python as lone surrogates; they cannot be written to a JSON or a log file.
+
+    Args:
+        path (str): the file path.
+        where (str): the item, for the error.
+
+    Returns:
+        str: ``path``.
+    """
+    if not is_utf8(path):
+        raise fail(where, f"file name {os.fsencode(path)!r} is not valid UTF-8",
+                   "rename the file (e.g. convmv -f latin1 -t utf8 --notest <file>)")
+    return path
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """int: the EXIF orientation tag of an open image (1 = upright; 1 also when absent or broken)."""
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block: Detectron2/PIL ignore it too
+        return 1
+
+
+def normalize_name(name: str) -> str:
+    """File-name key that survives Label Studio's upload renaming.
+
+    URL-decoded, Unicode NFC, stripped, spaces -> ``_``, and characters other than letters, digits,
+    ``-``, ``_`` and ``.`` removed (what Django's ``get_valid_filename`` does on upload). Case-sensitive.
+
+    Args:
+        name (str): a file name (no folder).
+
+    Returns:
+        str: the normalised name.
+    """
+    s = unicodedata.normalize("NFC", urllib.parse.unquote(name)).strip().replace(" ", "_")
+    return "".join(ch for ch in s if ch.isalnum() or ch in "-_.")
+
+
+class ImageIndex:
+    """One-time index of the images under a folder (recursive; hidden folders skipped).
+
+    Keys: relative POSIX path, file name, and :func:`normalize_name` of the file name.
+
+    Args:
+        root (str or PathLike): the image folder.
+        where (str): who needs it (named in the error when the folder is missing).
+    """
+
+    def __init__(self, root: str | os.PathLike, where: str = "") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise fail(where or str(root), f"image folder {root} does not exist",
+                       "put the photos there or set dataset.images")
+        self.relpaths: set[str] = set()
+        self.by_name: dict[str, list[str]] = {}
+        self.by_norm: dict[str, list[str]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(self.root)
+            for f in sorted(filenames):
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+                    rel = (rel_dir / f).as_posix()
+                    self.relpaths.add(rel)
+                    self.by_name.setdefault(unicodedata.normalize("NFC", f), []).append(rel)
+                    self.by_norm.setdefault(normalize_name(f), []).append(rel)
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def path(self, rel: str, where: str = "") -> str:
+        """str: absolute path of an indexed relative path (an error when the name is not UTF-8)."""
+        return check_utf8_name(os.path.abspath(self.root / rel), where or str(self.root))
+
+
+# ------------------------------------------------------------------------------- recorded size vs image
 
 
 @dataclass(frozen=True)
