@@ -1,4 +1,4 @@
-"""Our ``predict()`` vs the Detectron2 demo loop (DefaultPredictor + Visualizer), same model, same images.
+"""Our ``predict_source()`` vs the Detectron2 demo loop (DefaultPredictor + Visualizer), same model, same images.
 
     python benchmarks/bench_predict.py [--run <run dir>] [--n 24] [--size 640x480] [--detections 20]
                                        [--batch 4] [--workers 2] [--device cpu] [--chunks 4]
@@ -8,7 +8,7 @@ Both sides read the same images, run the same model at the same test size with t
 
 * baseline, the ``demo/demo.py`` way: ``read_image`` -> ``DefaultPredictor`` -> ``Visualizer
   .draw_instance_predictions`` (ColorMode.IMAGE) -> ``cv2.imwrite``, one image after the other;
-* ours: ``maskseg_d2.predict.predict(save=[overlay])``: batched ``inference_mode`` (+ AMP on CUDA), decoding
+* ours: ``maskseg_d2.predict.predict_source(save=[overlay])``: batched ``inference_mode`` (+ AMP on CUDA), decoding
   and writing in threads, OpenCV drawing.
 
 Without ``--run`` a model is trained for 2 iterations on a generated demo set (CPU-sized ResNet-18 FPN)
@@ -107,7 +107,7 @@ def main() -> None:
     import torch
 
     from maskseg_d2.demo import make_demo_dataset
-    from maskseg_d2.predict import predict
+    from maskseg_d2.predict import predict_source
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
@@ -131,7 +131,7 @@ def main() -> None:
             for p in chunk:
                 os.symlink(p, folder / Path(p).name)
             b_s, b_n = baseline(chunk)
-            ours = predict(
+            ours = predict_source(
                 run_dir,
                 str(folder),
                 str(tmp / "out_ours"),

@@ -52,7 +52,7 @@ from .predict import BatchPredictor, Detections, list_images, open_run, read_bgr
 
 __all__ = [
     "FORMATS", "OUTPUT_NAMES", "Tolerances", "ExportResult", "ExportedModel", "EagerModel", "tracing_adapter",
-    "export_run", "export_from_config", "load_exported", "compare_detections", "compare_models", "format_comparison",
+    "export_run", "export", "load_exported", "compare_detections", "compare_models", "format_comparison",
 ]
 
 FORMATS = ("torchscript", "onnx")
@@ -573,7 +573,7 @@ def export_run(
     return result
 
 
-def export_from_config(cfg: Any) -> ExportResult:
+def export(cfg: Any) -> ExportResult:
     """:func:`export_run` with the options of ``configs/export.yaml`` (what ``tools/export.py`` runs)."""
     if not cfg.get("run"):
         raise UserError("run= is required — python tools/export.py run=<run dir> format=torchscript|onnx")

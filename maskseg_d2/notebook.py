@@ -183,7 +183,7 @@ def sample_image(run_dir: str, split: str = "val") -> str:
 
 
 def predict_image(run_dir: str, image: str | None = None, score_threshold: float = 0.5):
-    """Predict one image with :func:`maskseg_d2.predict.predict` and draw the masked result.
+    """Predict one image with :func:`maskseg_d2.predict.predict_source` and draw the masked result.
 
     Args:
         run_dir (str): a run directory.
@@ -194,11 +194,11 @@ def predict_image(run_dir: str, image: str | None = None, score_threshold: float
         tuple: (``PredictSummary``, ``matplotlib.figure.Figure`` of the overlay written under
         ``<run>/notebook/predict/``).
     """
-    from .predict import predict
+    from .predict import predict_source
 
     image = image or sample_image(run_dir)
-    summary = predict(run_dir, image, os.path.join(run_dir, "notebook", "predict"), score_threshold,
-                      device="auto", save=["overlay"], progress=False)
+    summary = predict_source(run_dir, image, os.path.join(run_dir, "notebook", "predict"), score_threshold,
+                             device="auto", save=["overlay"], progress=False)
     title = f"{os.path.basename(image)}: {summary.instances} instance(s) with score >= {score_threshold:g}"
     return summary, show_image(summary.overlays[0], title)
 

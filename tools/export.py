@@ -21,10 +21,10 @@ from maskseg_d2.utils.cli import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.deploy import export_from_config
+    from maskseg_d2.deploy import export
 
     with exit_on_user_error():
-        result = export_from_config(cfg)
+        result = export(cfg)
     print(result.message(), flush=True)
     if not result.ok:
         sys.exit(1)

@@ -20,10 +20,10 @@ from maskseg_d2.utils.cli import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.predict import predict_from_config
+    from maskseg_d2.predict import predict
 
     with exit_on_user_error():
-        summary = predict_from_config(cfg)
+        summary = predict(cfg)
     print(summary.message(), flush=True)
 
 

@@ -22,11 +22,11 @@ from ..data import register_dataset
 from ..errors import UserError, fail
 from ..evaluation import build_evaluator
 from ..evaluation.compare import compare_runs
-from ..evaluation.report import Report, evaluate_files, write_report
+from ..evaluation.report import Report, evaluate_coco, write_report
 from .checkpoint import SafeCheckpointer
 from .run import load_run
 
-__all__ = ["evaluate", "evaluate_run", "evaluate_run_report", "resolve_checkpoint"]
+__all__ = ["evaluate", "evaluate_run", "resolve_checkpoint"]
 
 CHECKPOINT_ORDER = ("model_best.pth", "model_final.pth")
 SPLITS = ("val", "train")
@@ -62,7 +62,7 @@ def _dataset_for(run, dataset: Any, split: str):
     return info, info.val_name if split == "val" else info.train_name
 
 
-def evaluate_run_report(
+def evaluate_run(
     run_dir: str,
     checkpoint: str | None = None,
     output: str | None = None,
@@ -76,10 +76,23 @@ def evaluate_run_report(
     plots: bool = True,
     model_score_thresh: float | None = None,
 ) -> Report:
-    """Predict ``split`` with the run's model and write the full report (see :func:`evaluate_run`).
+    """Predict ``split`` with a trained run's model and write ``<output>/results.{json,csv,md}``, plots and
+    worst images (:func:`maskseg_d2.evaluation.report.write_report`).
 
-    ``model_score_thresh`` overrides the run's ``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` (Detectron2: 0.05), the
-    lowest score a prediction needs to be kept at all (and so to count in AP).
+    Args:
+        run_dir (str): a directory written by ``tools/train.py``.
+        checkpoint (str or None): file in the run dir or a path; None: see :func:`resolve_checkpoint`.
+        output (str or None): default ``<run_dir>/eval/<checkpoint stem>_<dataset split>``.
+        device (str): auto | cpu | cuda.
+        split (str): ``val`` or ``train``.
+        dataset (DictConfig or None): evaluate on another dataset config with the same classes.
+        backend, score_thresh, num_worst, plots: see :func:`maskseg_d2.evaluation.report.evaluate_coco`.
+        model_score_thresh (float or None): overrides the run's ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``
+            (Detectron2: 0.05), the lowest score a prediction needs to be kept at all (and so to count in AP).
+
+    Returns:
+        Report: ``results`` (``{"bbox": {...}, "segm": {...}}``, AP in percent, Detectron2's layout), the
+        markdown and the written files.
     """
     checkpoint = resolve_checkpoint(run_dir, checkpoint)
     run = load_run(run_dir, checkpoint, device)
@@ -114,29 +127,6 @@ def evaluate_run_report(
         num_worst=num_worst,
         plots=plots,
     )
-
-
-def evaluate_run(
-    run_dir: str,
-    checkpoint: str | None = None,
-    output: str | None = None,
-    device: str = "auto",
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Evaluate a trained run and write ``<output>/results.{json,csv,md}``, plots and worst images.
-
-    Args:
-        run_dir (str): a directory written by ``tools/train.py``.
-        checkpoint (str or None): file in the run dir or a path; None: see :func:`resolve_checkpoint`.
-        output (str or None): default ``<run_dir>/eval/<checkpoint stem>_<dataset split>``.
-        device (str): auto | cpu | cuda.
-        **kwargs: ``split``, ``dataset``, ``backend``, ``score_thresh``, ``num_worst``, ``plots``
-            (see :func:`evaluate_run_report`).
-
-    Returns:
-        dict: ``{"bbox": {...}, "segm": {...}}``, AP in percent (Detectron2's layout).
-    """
-    return evaluate_run_report(run_dir, checkpoint, output, device, **kwargs).results
 
 
 def _plain(value: Any) -> Any:
@@ -175,7 +165,7 @@ def evaluate(cfg: DictConfig) -> str:
                 "gt= and pred= go together — python tools/eval.py gt=<COCO instances json> "
                 "pred=<COCO results json>"
             )
-        report = evaluate_files(
+        report = evaluate_coco(
             str(cfg.gt),
             str(cfg.pred),
             output,
@@ -183,7 +173,7 @@ def evaluate(cfg: DictConfig) -> str:
             **common,
         )
     elif cfg.run:
-        report = evaluate_run_report(
+        report = evaluate_run(
             str(cfg.run),
             cfg.checkpoint,
             output,

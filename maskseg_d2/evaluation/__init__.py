@@ -7,7 +7,7 @@ Modules:
     plots       per-class AP bars, precision-recall curves, confusion matrix (PNG)
     confusion   class confusion at IoU >= 0.5 with background, per-image error counts
     analysis    the worst images drawn GT vs prediction
-    report      all of the above into one output folder; :func:`evaluate_files` (no model)
+    report      all of the above into one output folder; :func:`evaluate_coco` (no model)
     compare     leaderboard over runs or a sweep
 """
 
@@ -20,8 +20,8 @@ from .cocoeval import (
     GroundTruth,
     Predictions,
     TaskEval,
-    evaluate,
     evaluate_task,
+    evaluate_tasks,
     load_ground_truth,
     load_predictions,
     resolve_backend,
@@ -43,8 +43,8 @@ __all__ = [
     "TaskEval",
     "load_ground_truth",
     "load_predictions",
-    "evaluate",
     "evaluate_task",
+    "evaluate_tasks",
     "resolve_backend",
     "to_d2_results",
 ]

@@ -48,7 +48,7 @@ __all__ = [
     "load_ground_truth",
     "load_predictions",
     "evaluate_task",
-    "evaluate",
+    "evaluate_tasks",
     "resolve_backend",
     "summarize",
     "to_d2_results",
@@ -285,7 +285,7 @@ def evaluate_task(gt: GroundTruth, preds: Predictions, task: str, backend: str =
     )
 
 
-def evaluate(
+def evaluate_tasks(
     gt: GroundTruth, preds: Predictions, tasks: Sequence[str] | None = None, backend: str = "auto"
 ) -> dict[str, TaskEval]:
     """:func:`evaluate_task` for each of ``tasks`` (default: every task the predictions support)."""

@@ -23,7 +23,7 @@ from .cocoeval import (
     GroundTruth,
     Predictions,
     TaskEval,
-    evaluate,
+    evaluate_tasks,
     load_ground_truth,
     load_predictions,
     to_d2_results,
@@ -39,7 +39,7 @@ from .tables import (
     write_results_md,
 )
 
-__all__ = ["Report", "write_report", "evaluate_files", "backend_description"]
+__all__ = ["Report", "write_report", "evaluate_coco", "backend_description"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def write_report(
     Args:
         gt (GroundTruth): the checked ground truth.
         preds (Predictions): the checked predictions.
-        evaluations (dict[str, TaskEval]): from :func:`~maskseg_d2.evaluation.cocoeval.evaluate`.
+        evaluations (dict[str, TaskEval]): from :func:`~maskseg_d2.evaluation.cocoeval.evaluate_tasks`.
         output (str): folder (created).
         header (dict): lines for the top of ``results.md`` (what was evaluated).
         image_root (str or None): folder of the GT ``file_name`` values, for the worst-image drawings.
@@ -205,7 +205,7 @@ def _skip_warning(why: str, names: list[str], image_root: str | None) -> str:
     )
 
 
-def evaluate_files(
+def evaluate_coco(
     gt_path: str,
     pred_path: str,
     output: str | None = None,
@@ -233,7 +233,7 @@ def evaluate_files(
     """
     gt = load_ground_truth(gt_path)
     preds = load_predictions(pred_path, gt)
-    evaluations = evaluate(gt, preds, backend=backend)
+    evaluations = evaluate_tasks(gt, preds, backend=backend)
     output = output or os.path.join(
         os.path.dirname(os.path.abspath(pred_path)),
         os.path.splitext(os.path.basename(pred_path))[0] + "_eval",

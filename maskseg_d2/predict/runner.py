@@ -1,4 +1,4 @@
-"""``predict()``: a run's model on an image, a folder, a glob, a video file or a webcam.
+"""``predict_source()``: a run's model on an image, a folder, a glob, a video file or a webcam.
 
 Images flow through three overlapping stages: reader threads decode (EXIF applied) and resize, the
 main thread runs the model on batches, writer threads draw and save the outputs. The model is the
@@ -22,7 +22,7 @@ from .model import BatchPredictor, PredictRun, open_run
 from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
 
-__all__ = ["PredictSummary", "VideoOptions", "predict", "predict_from_config", "class_indices"]
+__all__ = ["PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _predict_images(spec: InputSpec, predictor: BatchPredictor, writer: OutputWr
     bar.close()
 
 
-def predict(
+def predict_source(
     run_dir: str,
     source: str | int,
     output: str | None = None,
@@ -260,14 +260,14 @@ def _list(value: Any) -> list | None:
     return [str(v) for v in value]
 
 
-def predict_from_config(cfg: Any) -> PredictSummary:
-    """:func:`predict` with the options of ``configs/predict.yaml`` (what ``tools/predict.py`` runs).
+def predict(cfg: Any) -> PredictSummary:
+    """:func:`predict_source` with the options of ``configs/predict.yaml`` (what ``tools/predict.py`` runs).
 
     Args:
         cfg (DictConfig): the composed predict config.
 
     Returns:
-        PredictSummary: see :func:`predict`.
+        PredictSummary: see :func:`predict_source`.
     """
     if cfg.run is None or cfg.input is None or str(cfg.run) == "" or str(cfg.input) == "":
         raise UserError("run= and input= are required — python tools/predict.py run=<run dir> "
@@ -286,7 +286,7 @@ def predict_from_config(cfg: Any) -> PredictSummary:
     video = VideoOptions(show=str(vid.show), codec=str(vid.codec),
                          max_frames=int(vid.max_frames) if vid.max_frames else None,
                          fps=float(vid.fps) if vid.fps else None)
-    return predict(
+    return predict_source(
         str(cfg.run), cfg.input, str(cfg.output) if cfg.output else None, float(cfg.score_threshold),
         str(cfg.checkpoint) if cfg.checkpoint else None, str(cfg.device), save=_list(cfg.save) or ["overlay"],
         classes=_list(cfg.classes), batch_size=int(cfg.batch_size), max_detections=int(cfg.max_detections),

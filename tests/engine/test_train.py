@@ -168,14 +168,14 @@ def test_eval_tool_reproduces_training_eval(tiny_run, tmp_path):
     from maskseg_d2.engine.evaluate import evaluate_run
 
     run_dir, results = tiny_run
-    again = evaluate_run(str(run_dir), "model_final.pth", output=str(tmp_path), device="cpu", plots=False)
+    again = evaluate_run(str(run_dir), "model_final.pth", output=str(tmp_path), device="cpu", plots=False).results
     for task in ("bbox", "segm"):
         assert _same(again[task]["AP"], results[task]["AP"]), task
     assert (tmp_path / "results.json").exists()
 
 
 def test_predict_writes_overlays_and_skips_corrupt(tiny_run, demo_root, tmp_path):
-    from maskseg_d2.predict import predict
+    from maskseg_d2.predict import predict_source
 
     run_dir, _ = tiny_run
     src = tmp_path / "in"
@@ -183,6 +183,6 @@ def test_predict_writes_overlays_and_skips_corrupt(tiny_run, demo_root, tmp_path
     for p in sorted((demo_root / "images").glob("*.jpg"))[:2]:
         shutil.copy(p, src / p.name)
     (src / "broken.jpg").write_bytes(b"not a jpeg")
-    summary = predict(str(run_dir), str(src), str(tmp_path / "out"), device="cpu", progress=False)
+    summary = predict_source(str(run_dir), str(src), str(tmp_path / "out"), device="cpu", progress=False)
     assert summary.images == 2 and [Path(p).name for p, _ in summary.skipped] == ["broken.jpg"]
     assert all(p.stat().st_size > 0 for p in (tmp_path / "out").rglob("*.*"))

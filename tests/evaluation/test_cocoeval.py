@@ -10,8 +10,8 @@ from maskseg_d2.errors import UserError
 from maskseg_d2.evaluation import cocoeval
 from maskseg_d2.evaluation.cocoeval import (
     STAT_NAMES,
-    evaluate,
     evaluate_task,
+    evaluate_tasks,
     load_ground_truth,
     load_predictions,
     resolve_backend,
@@ -105,7 +105,7 @@ def test_empty_results_are_undefined_not_zero():
     g = load_ground_truth(gt)
     p = load_predictions([], g)
     assert p.warnings and "no predictions" in p.warnings[0]
-    evs = evaluate(g, p)
+    evs = evaluate_tasks(g, p)
     assert set(evs) == {"bbox", "segm"}
     res = to_d2_results(evs["segm"], g.class_names)
     assert all(math.isnan(res[k]) for k in STAT_NAMES)

@@ -28,7 +28,7 @@ from helpers.json_mutations import Path_, is_number, json_paths, mutate, path_in
 from pycocotools import mask as mask_util
 
 from maskseg_d2.errors import UserError
-from maskseg_d2.evaluation.cocoeval import evaluate, load_ground_truth, load_predictions
+from maskseg_d2.evaluation.cocoeval import evaluate_tasks, load_ground_truth, load_predictions
 from maskseg_d2.evaluation.report import write_report
 from helpers.synthetic import make_synthetic_coco
 
@@ -113,7 +113,7 @@ def run_evaluation(root: Path, gt: Any, preds: Any) -> list[str]:
         sources.append(doc)
     g = load_ground_truth(sources[0], name="gt.json")
     p = load_predictions(sources[1], g, name="pred.json")
-    evaluations = evaluate(g, p)
+    evaluations = evaluate_tasks(g, p)
     report = write_report(g, p, evaluations, str(root / "out"), image_root=str(root), num_worst=2,
                           plots=False)
     for ev in evaluations.values():

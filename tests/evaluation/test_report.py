@@ -10,7 +10,7 @@ import pytest
 
 from maskseg_d2.evaluation.cocoeval import load_ground_truth, load_predictions
 from maskseg_d2.evaluation.confusion import confusion_matrix
-from maskseg_d2.evaluation.report import evaluate_files
+from maskseg_d2.evaluation.report import evaluate_coco
 from helpers.synthetic import make_synthetic_coco
 from maskseg_d2.evaluation.tables import format_ap_table
 
@@ -107,14 +107,14 @@ def test_confusion_matrix_counts(task):
     assert (e2.missed, e2.false) == (0, 0)
 
 
-def test_evaluate_files_writes_tables_plots_and_worst_images(tmp_path, write_json):
+def test_evaluate_coco_writes_tables_plots_and_worst_images(tmp_path, write_json):
     gt, preds = make_synthetic_coco(num_images=12, preds_per_image=8, seed=3, small_objects=False)
     images = tmp_path / "images"
     images.mkdir()
     for img in gt["images"][:6]:  # half of the images exist: the others are listed, not drawn
         cv2.imwrite(str(images / img["file_name"]), np.full((img["height"], img["width"], 3), 90, np.uint8))
     out = tmp_path / "out"
-    report = evaluate_files(
+    report = evaluate_coco(
         write_json("gt.json", gt),
         write_json("pred.json", preds),
         str(out),
@@ -195,7 +195,7 @@ def test_format_ap_table_keeps_training_layout():
 
 def test_no_predictions_report_says_why(tmp_path, write_json):
     gt, _ = make_synthetic_coco(num_images=3, preds_per_image=2, seed=4)
-    report = evaluate_files(write_json("gt.json", gt), write_json("pred.json", []), str(tmp_path / "o"))
+    report = evaluate_coco(write_json("gt.json", gt), write_json("pred.json", []), str(tmp_path / "o"))
     assert all(math.isnan(v) for v in report.results["segm"].values())
     assert "AP, AP50, AP75" in report.markdown and ": no predictions" in report.markdown
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from maskseg_d2.evaluation.analysis import resolve_image_path
-from maskseg_d2.evaluation.report import evaluate_files
+from maskseg_d2.evaluation.report import evaluate_coco
 
 W, H = 40, 30
 
@@ -51,7 +51,7 @@ def test_worst_images_skip_and_count_what_cannot_be_drawn(tmp_path, write_json, 
     gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "car"}]}
     preds = [{"image_id": 1, "category_id": 1, "bbox": [25, 15, 8, 8], "score": 0.9}]  # each image has errors
     with caplog.at_level(logging.WARNING):
-        report = evaluate_files(write_json("gt.json", gt), write_json("pred.json", preds),
+        report = evaluate_coco(write_json("gt.json", gt), write_json("pred.json", preds),
                                 str(tmp_path / "out"), image_root=str(root), num_worst=20, plots=False)
     drawn = sorted(p.name for p in (tmp_path / "out" / "worst").glob("*.png"))
     assert len(drawn) == 3 and not any("secret" in d or "passwd" in d for d in drawn), drawn

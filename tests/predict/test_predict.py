@@ -1,6 +1,6 @@
 """A tiny trained run predicts a folder of awkward images, a video, and through tools/predict.py.
 
-Two training iterations give junk scores: predictions use ``score_threshold=0`` and a cap on
+Four training iterations give junk scores: predictions use ``score_threshold=0`` and a cap on
 detections, and the tests check that every output agrees with every other, not accuracy.
 """
 
@@ -26,10 +26,10 @@ ALL = ["overlay", "masks", "cutout", "coco", "labelstudio", "labelme"]
 def test_folder_every_output_consistent_corrupt_skipped(
     predict_run, awkward_folder, tmp_path, assert_outputs_consistent
 ):
-    from maskseg_d2.predict import predict
+    from maskseg_d2.predict import predict_source
 
     root, out = awkward_folder["root"], tmp_path / "out"
-    summary = predict(
+    summary = predict_source(
         str(predict_run),
         str(root),
         str(out),
@@ -62,11 +62,11 @@ def test_class_filter_brush_and_mask_shapes_stay_exact(
     predict_run, awkward_folder, tmp_path, assert_outputs_consistent
 ):
     from maskseg_d2.errors import UserError
-    from maskseg_d2.predict import ExportOptions, predict
+    from maskseg_d2.predict import ExportOptions, predict_source
 
     root, out = awkward_folder["root"], tmp_path / "out"
     opts = ExportOptions(ls_shape="brush", labelme_shape="mask", overlay_format="jpg")
-    summary = predict(
+    summary = predict_source(
         str(predict_run),
         str(root),
         str(out),
@@ -83,7 +83,7 @@ def test_class_filter_brush_and_mask_shapes_stay_exact(
         map(len, coco.values())
     )
     with pytest.raises(UserError, match="'truck' is not a class"):
-        predict(str(predict_run), str(root), str(out), device="cpu", classes=["truck"], progress=False)
+        predict_source(str(predict_run), str(root), str(out), device="cpu", classes=["truck"], progress=False)
 
 
 def test_batched_predictor_matches_detectron2_default_predictor(predict_run, awkward_folder):
@@ -114,12 +114,12 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None
 
 
 def test_video_in_annotated_video_out(predict_run, demo_root, tmp_path):
-    from maskseg_d2.predict import VideoOptions, predict
+    from maskseg_d2.predict import VideoOptions, predict_source
 
     frames = [cv2.imread(str(p)) for p in sorted((demo_root / "images").glob("*.jpg"))[:6]]
     src = tmp_path / "clip.mp4"
     _write_video(src, frames)
-    summary = predict(
+    summary = predict_source(
         str(predict_run),
         str(src),
         str(tmp_path / "out"),
@@ -146,7 +146,7 @@ def test_video_in_annotated_video_out(predict_run, demo_root, tmp_path):
     results = json.loads((tmp_path / "out" / "coco_results.json").read_text())
     assert {r["image_id"] for r in results} <= set(range(1, 7)) and len(results) == summary.instances
     assert not (tmp_path / "out" / "masks").exists()  # per-image kinds do not apply to a video
-    limited = predict(
+    limited = predict_source(
         str(predict_run),
         str(src),
         str(tmp_path / "out2"),
@@ -201,11 +201,11 @@ def test_predict_config_errors_and_webcam_without_camera(predict_run, tmp_path):
     from hydra import compose, initialize_config_dir
 
     from maskseg_d2.errors import UserError
-    from maskseg_d2.predict import predict, predict_from_config
+    from maskseg_d2.predict import predict, predict_source
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("predict", overrides=[f"run={predict_run}"])
     with pytest.raises(UserError, match="run= and input= are required"):
-        predict_from_config(cfg)
+        predict(cfg)
     with pytest.raises(UserError, match="webcam 9: OpenCV cannot open it"):
-        predict(str(predict_run), 9, str(tmp_path / "cam"), device="cpu", progress=False)
+        predict_source(str(predict_run), 9, str(tmp_path / "cam"), device="cpu", progress=False)
