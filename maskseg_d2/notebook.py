@@ -140,7 +140,7 @@ def show_gt_vs_pred(run_dir: str, num_images: int = 2, score_threshold: float = 
     """Ground truth (left) beside predicted masks (right) for the first images of a split, in one figure.
 
     The drawings are also written to ``<run>/notebook/gt_vs_pred/`` (see
-    :func:`maskseg_d2.visualization.browse.draw_run_predictions`).
+    :func:`maskseg_d2.browse.draw_run_predictions`).
 
     Args:
         run_dir (str): a run directory (its dataset must be on disk).
@@ -154,7 +154,7 @@ def show_gt_vs_pred(run_dir: str, num_images: int = 2, score_threshold: float = 
     import cv2
     import matplotlib.pyplot as plt
 
-    from .visualization.browse import draw_run_predictions
+    from .browse import draw_run_predictions
 
     out = os.path.join(run_dir, "notebook", "gt_vs_pred")
     paths = draw_run_predictions(run_dir, out, side_by_side=True, split=split, num_images=num_images,

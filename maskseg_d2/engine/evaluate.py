@@ -21,9 +21,9 @@ from detectron2.modeling import build_model
 from ..data import register_dataset
 from ..errors import UserError, fail
 from ..evaluation import build_evaluator
-from ..evaluation.compare import compare_runs
 from ..evaluation.report import Report, evaluate_coco, write_report
 from .checkpoint import SafeCheckpointer
+from .leaderboard import compare_runs
 from .run import load_run
 
 __all__ = ["evaluate", "evaluate_run", "resolve_checkpoint"]

@@ -8,7 +8,6 @@ Modules:
     confusion   class confusion at IoU >= 0.5 with background, per-image error counts
     analysis    the worst images drawn GT vs prediction
     report      all of the above into one output folder; :func:`evaluate_coco` (no model)
-    compare     leaderboard over runs or a sweep
 """
 
 from __future__ import annotations

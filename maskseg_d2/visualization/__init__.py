@@ -1,7 +1,7 @@
 """Masked images: predictions (and ground truth beside them) drawn with Detectron2's Visualizer.
 
-Also: :mod:`.overlay` (fast OpenCV drawing used by ``tools/predict.py``), :mod:`.browse`
-(``tools/visualize.py``: ground-truth grids, predictions on a run's split, curves) and :mod:`.curves`.
+Also: :mod:`.overlay` (fast OpenCV drawing used by ``tools/predict.py``) and :mod:`.curves`. The
+``tools/visualize.py`` back-end that puts them together for a dataset or a run is :mod:`maskseg_d2.browse`.
 """
 from __future__ import annotations
 

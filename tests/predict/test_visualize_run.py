@@ -20,7 +20,7 @@ def _cfg(*overrides: str):
 
 
 def test_visualize_run_modes(predict_run, tmp_path):
-    from maskseg_d2.visualization.browse import visualize
+    from maskseg_d2.browse import visualize
 
     common = [f"run={predict_run}", "device=cpu", "num_images=2", "score_threshold=0.0", "cell=128"]
     side = visualize(_cfg("mode=gt_vs_pred", *common, f"output={tmp_path / 'a'}"))

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from maskseg_d2.errors import UserError
-from maskseg_d2.evaluation.compare import compare_runs, find_runs
+from maskseg_d2.engine.leaderboard import compare_runs, find_runs
 
 
 def _run(path, overrides, iters, segm_ap, bbox_ap=None, classes=("car", "sign board")):

@@ -22,9 +22,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from ..errors import UserError
-from . import draw_gt_vs_pred
-from .overlay import draw_text
+from .errors import UserError
+from .visualization import draw_gt_vs_pred
+from .visualization.overlay import draw_text
 
 __all__ = ["MODES", "make_grid", "save_grids", "draw_ground_truth", "draw_run_predictions", "plot_run_curves",
            "visualize"]
@@ -114,7 +114,7 @@ def draw_ground_truth(dataset_cfg: Any, out_dir: str, split: str = "train", num_
     Returns:
         list[str]: the grid PNGs.
     """
-    from ..data import register_dataset
+    from .data import register_dataset
 
     if split not in _SPLITS:
         raise UserError(f"split={split}: use one of {', '.join(_SPLITS)}")
@@ -157,8 +157,8 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
     """
     from detectron2.engine import DefaultPredictor
 
-    from ..engine.evaluate import resolve_checkpoint
-    from ..engine.run import load_run
+    from .engine.evaluate import resolve_checkpoint
+    from .engine.run import load_run
 
     if split not in ("val", "train"):
         raise UserError(f"split={split}: use val or train")
@@ -195,12 +195,12 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
 
 
 def plot_run_curves(run_dir: str, out_png: str) -> str:
-    """Draw ``<run_dir>/metrics.json`` as loss / AP curves (see :mod:`.curves`).
+    """Draw ``<run_dir>/metrics.json`` as loss / AP curves (see :mod:`maskseg_d2.visualization.curves`).
 
     Returns:
         str: ``out_png``.
     """
-    from .curves import plot_training_curves
+    from .visualization.curves import plot_training_curves
 
     metrics = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(metrics):

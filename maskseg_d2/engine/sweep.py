@@ -3,7 +3,7 @@
 Registered in ``configs/hydra/default.yaml`` (``hydra.callbacks.sweep_summary``). Works with any launcher
 (basic, submitit): ``on_job_end`` runs in the job's process and writes ``<job dir>/job_status.json``;
 ``on_multirun_end`` runs where the sweep was launched and writes ``leaderboard.md``/``.csv`` into the sweep
-dir through :func:`maskseg_d2.evaluation.compare.compare_runs` — the same table as ``tools/eval.py compare=``.
+dir through :func:`maskseg_d2.engine.leaderboard.compare_runs` — the same table as ``tools/eval.py compare=``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .secrets import redact_tree
+from ..utils.secrets import redact_tree
 
 __all__ = ["SweepSummary", "JOB_STATUS"]
 
@@ -50,7 +50,7 @@ class SweepSummary(Callback):
 def write_leaderboard(sweep_dir: str) -> None:
     """``leaderboard.md``/``.csv`` over the jobs finished so far, failed ones listed with their error."""
     from ..errors import UserError
-    from ..evaluation.compare import compare_runs
+    from .leaderboard import compare_runs
 
     try:
         md, paths = compare_runs(sweep_dir)

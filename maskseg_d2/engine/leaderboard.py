@@ -18,7 +18,7 @@ import yaml
 from tabulate import tabulate
 
 from ..errors import UserError, fail
-from .tables import format_value
+from ..evaluation.tables import format_value
 
 __all__ = ["RunSummary", "find_runs", "summarize_run", "leaderboard", "compare_runs"]
 
@@ -113,7 +113,7 @@ def summarize_run(path: str) -> RunSummary:
             run.note = f"{RESULTS} is not valid JSON"
     else:
         run.note = f"no {RESULTS} (training not finished?)"
-    status = os.path.join(path, "job_status.json")  # written for sweep jobs by maskseg_d2.utils.sweep
+    status = os.path.join(path, "job_status.json")  # written for sweep jobs by maskseg_d2.engine.sweep
     if os.path.isfile(status):
         try:
             with open(status) as f:
