@@ -65,9 +65,9 @@ class _Baseline:
         from detectron2.data import MetadataCatalog
         from detectron2.engine import DefaultPredictor
 
-        from maskseg_d2.predict import open_run
+        from maskseg_d2.engine.run import Run
 
-        run = open_run(run_dir, device=device, score_threshold=0.0, max_detections=detections)
+        run = Run.open(run_dir, device=device, score_threshold=0.0, max_detections=detections)
         self.predictor = DefaultPredictor(run.d2cfg)
         self.metadata = MetadataCatalog.get("__bench_predict")
         self.metadata.thing_classes = run.thing_classes

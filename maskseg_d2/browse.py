@@ -157,17 +157,13 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
     """
     from detectron2.engine import DefaultPredictor
 
-    from .engine.evaluate import resolve_checkpoint
-    from .engine.run import load_run
+    from .engine.run import Run
 
     if split not in ("val", "train"):
         raise UserError(f"split={split}: use val or train")
-    run = load_run(run_dir, resolve_checkpoint(run_dir, checkpoint), device)
-    d2cfg = run.d2cfg.clone()
-    d2cfg.defrost()
-    d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(score_threshold)
-    predictor = DefaultPredictor(d2cfg)
-    name = run.dataset.val_name if split == "val" else run.dataset.train_name
+    run = Run.open(run_dir, checkpoint, device, score_threshold=score_threshold)
+    predictor = DefaultPredictor(run.d2cfg)
+    name = run.split_name(split)
     metadata = MetadataCatalog.get(name)
     os.makedirs(out_dir, exist_ok=True)
     paths, images, titles = [], [], []

@@ -47,8 +47,9 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 from tabulate import tabulate
 
+from .engine.run import Run
 from .errors import UserError
-from .predict import BatchPredictor, Detections, list_images, open_run, read_bgr
+from .predict import BatchPredictor, Detections, list_images, read_bgr
 
 __all__ = [
     "FORMATS", "OUTPUT_NAMES", "Tolerances", "ExportResult", "ExportedModel", "EagerModel", "tracing_adapter",
@@ -203,14 +204,14 @@ class EagerModel:
 
     Args:
         run_dir (str): a run directory.
-        checkpoint (str or None): see :func:`maskseg_d2.predict.open_run`.
+        checkpoint (str or None): see :meth:`maskseg_d2.engine.run.Run.open`.
         score_threshold (float): ``ROI_HEADS.SCORE_THRESH_TEST``.
         max_detections (int): ``TEST.DETECTIONS_PER_IMAGE``.
     """
 
     def __init__(self, run_dir: str, checkpoint: str | None = None, score_threshold: float = 0.05,
                  max_detections: int = 100) -> None:
-        self.run = open_run(run_dir, checkpoint, "cpu", score_threshold, max_detections)
+        self.run = Run.open(run_dir, checkpoint, "cpu", score_threshold=score_threshold, max_detections=max_detections)
         self.model = BatchPredictor(self.run.d2cfg).model  # the predictor's own weight loading
         cfg = self.run.d2cfg
         self.meta = {
@@ -496,23 +497,15 @@ def sample_images(run_dir: str, images: str | None, num_images: int) -> list[str
     else:
         from detectron2.data import DatasetCatalog
 
-        from .engine.run import load_run
-
         try:
-            run = load_run(run_dir, _any_checkpoint(run_dir), "cpu")
-            records = DatasetCatalog.get(run.dataset.val_name) or DatasetCatalog.get(run.dataset.train_name)
+            run = Run.open(run_dir, device="cpu")
+            records = DatasetCatalog.get(run.split_name("val")) or DatasetCatalog.get(run.split_name("train"))
         except UserError as e:
             raise UserError(f"{e} — or pass sample images with images=<folder | glob>") from None
         paths = [r["file_name"] for r in records]
     if not paths:
         raise UserError(f"images={images}: no images found — pass images=<folder | glob | file>")
     return paths[: max(int(num_images), 1)]
-
-
-def _any_checkpoint(run_dir: str) -> str:
-    from .engine.evaluate import resolve_checkpoint
-
-    return resolve_checkpoint(run_dir, None)
 
 
 def export_run(

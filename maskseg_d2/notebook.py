@@ -7,45 +7,19 @@ kernel uses and whether or not the call is the cell's last line.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any
 
 import numpy as np
 
+from .engine.run import RESULTS, RUN_ENV, Run
 from .errors import UserError
-from .utils.paths import project_root
 
 __all__ = ["RUN_ENV", "find_run", "describe_run", "ap_table", "show_image", "show_gt_vs_pred", "predict_image",
            "plot_loss"]
 
-RUN_ENV = "MASKSEG_RUN"
-
-
-def find_run(run: str | None = None, root: str | None = None) -> str:
-    """The run directory to look at: ``run``, else ``$MASKSEG_RUN``, else the newest run under ``outputs/``.
-
-    Args:
-        run (str or None): a run directory.
-        root (str or None): where runs are searched (``<root>/<task>/runs/<run>`` and sweep jobs
-            ``<root>/<task>/multiruns/<time>/<job>``); None: ``<project>/outputs``.
-
-    Returns:
-        str: an existing run directory holding ``config.yaml``.
-    """
-    run = run or os.environ.get(RUN_ENV)
-    if run:
-        if not os.path.isfile(os.path.join(run, "config.yaml")):
-            raise UserError(f"{run}: not a run directory (no config.yaml) — set {RUN_ENV} to a dir printed by "
-                            "tools/train.py")
-        return run
-    root = root or os.path.join(project_root(), "outputs")
-    found = [os.path.dirname(p) for pattern in ("*/runs/*/config.yaml", "*/multiruns/*/*/config.yaml")
-             for p in glob.glob(os.path.join(root, pattern))]
-    if not found:
-        raise UserError(f"{root}: no run found — train one (make demo) or set {RUN_ENV}=<run dir>")
-    return max(found, key=lambda d: os.path.getmtime(os.path.join(d, "config.yaml")))
+find_run = Run.find_dir  # the notebook's name for it
 
 
 def describe_run(run_dir: str) -> str:
@@ -85,7 +59,7 @@ def ap_table(run_dir: str) -> str:
     """
     from .evaluation import format_ap_table
 
-    path = os.path.join(run_dir, "eval", "results.json")
+    path = os.path.join(run_dir, RESULTS)
     if not os.path.isfile(path):
         raise UserError(
             f"{path}: not found — the run has no final evaluation; run python tools/eval.py run={run_dir}")
@@ -172,11 +146,9 @@ def sample_image(run_dir: str, split: str = "val") -> str:
     """The first image of the run's ``split`` (its dataset must be on disk)."""
     from detectron2.data import DatasetCatalog
 
-    from .engine.evaluate import resolve_checkpoint
-    from .engine.run import load_run
+    from .engine.run import Run
 
-    run = load_run(run_dir, resolve_checkpoint(run_dir), "cpu")
-    records = DatasetCatalog.get(run.dataset.val_name if split == "val" else run.dataset.train_name)
+    records = DatasetCatalog.get(Run.open(run_dir, device="cpu").split_name(split))
     if not records:
         raise UserError(f"{run_dir}: the {split} split of its dataset is empty — pass an image path")
     return records[0]["file_name"]

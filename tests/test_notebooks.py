@@ -3,9 +3,7 @@ that is this interpreter (the venv's), against a tiny run trained here."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,29 +26,6 @@ def test_notebooks_have_no_outputs():
             where = f"{path.name}, code cell {i}: strip outputs before committing (Kernel > Restart & Clear Output)"
             assert cell.outputs == [] and cell.execution_count is None, where
         assert nb.metadata.kernelspec.name == "python3"
-
-
-def test_find_run_prefers_env_then_newest(tmp_path, monkeypatch):
-    from maskseg_d2.errors import UserError
-    from maskseg_d2.notebook import RUN_ENV, find_run
-
-    monkeypatch.delenv(RUN_ENV, raising=False)
-    with pytest.raises(UserError, match=r"no run found — train one \(make demo\) or set MASKSEG_RUN=<run dir>"):
-        find_run(root=str(tmp_path))
-    runs = [tmp_path / "demo" / "runs" / "a", tmp_path / "cars" / "runs" / "b",
-            tmp_path / "demo" / "multiruns" / "t" / "0"]
-    for age, run in zip((300, 100, 200), runs):
-        run.mkdir(parents=True)
-        (run / "config.yaml").write_text("MODEL: {}\n")
-        os.utime(run / "config.yaml", (time.time() - age, time.time() - age))
-    (tmp_path / "demo" / "runs" / "crashed").mkdir()  # no config.yaml: not a run
-    assert find_run(root=str(tmp_path)) == str(runs[1])
-    monkeypatch.setenv(RUN_ENV, str(runs[0]))
-    assert find_run(root=str(tmp_path)) == str(runs[0])
-    assert find_run(str(runs[2])) == str(runs[2])
-    monkeypatch.setenv(RUN_ENV, str(tmp_path / "demo" / "runs" / "crashed"))
-    with pytest.raises(UserError, match=r"crashed: not a run directory \(no config.yaml\)"):
-        find_run()
 
 
 @pytest.fixture(scope="module")

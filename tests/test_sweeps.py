@@ -63,11 +63,11 @@ def test_two_process_cpu_ddp_trains_and_its_checkpoint_loads(demo_root, tmp_path
 
     import torch
 
-    from maskseg_d2.engine.run import load_run
+    from maskseg_d2.engine.run import Run
     from maskseg_d2.engine.trainer import Trainer
     from detectron2.checkpoint import DetectionCheckpointer
 
-    art = load_run(str(run), device="cpu")
+    art = Run.open(str(run), device="cpu")
     model = Trainer.build_model(art.d2cfg)
     incompatible = DetectionCheckpointer(model).load(art.d2cfg.MODEL.WEIGHTS)
     assert incompatible is not None and (run / "last_checkpoint").read_text().strip() == "model_final.pth"

@@ -24,41 +24,25 @@ from ..evaluation import build_evaluator
 from ..evaluation.report import Report, evaluate_coco, write_report
 from .checkpoint import SafeCheckpointer
 from .leaderboard import compare_runs
-from .run import load_run
+from .run import Run
 
-__all__ = ["evaluate", "evaluate_run", "resolve_checkpoint"]
+__all__ = ["evaluate", "evaluate_run"]
 
-CHECKPOINT_ORDER = ("model_best.pth", "model_final.pth")
 SPLITS = ("val", "train")
 
 
-def resolve_checkpoint(run_dir: str, checkpoint: str | None = None) -> str:
-    """``checkpoint`` when given; else ``model_best.pth``, ``model_final.pth``, or the one named in
-    ``last_checkpoint`` (an interrupted run), whichever exists first."""
-    if checkpoint:
-        return str(checkpoint)
-    for name in CHECKPOINT_ORDER:
-        if os.path.isfile(os.path.join(run_dir, name)):
-            return name
-    last = os.path.join(run_dir, "last_checkpoint")
-    if os.path.isfile(last):
-        with open(last) as f:
-            return f.read().strip()
-    return CHECKPOINT_ORDER[-1]  # load_run reports it missing, listing what exists
-
-
-def _dataset_for(run, dataset: Any, split: str):
+def _dataset_for(run: Run, dataset: Any, split: str):
     if split not in SPLITS:
         raise fail(f"split={split}", "unknown split", f"use one of {', '.join(SPLITS)}")
-    info = run.dataset
-    if dataset is not None:
-        info = register_dataset(dataset)
-        if list(info.thing_classes) != list(run.dataset.thing_classes):
-            raise fail(
-                f"dataset={info.train_name[:-6]}",
-                f"classes {info.thing_classes} differ from the model's {run.dataset.thing_classes}",
-                "evaluate on a dataset with the same classes (same order)",
-            )
+    if dataset is None:
+        return run.dataset, run.split_name(split)
+    info = register_dataset(dataset)
+    if list(info.thing_classes) != list(run.thing_classes):
+        raise fail(
+            f"dataset={info.train_name[:-6]}",
+            f"classes {info.thing_classes} differ from the model's {run.thing_classes}",
+            "evaluate on a dataset with the same classes (same order)",
+        )
     return info, info.val_name if split == "val" else info.train_name
 
 
@@ -81,7 +65,7 @@ def evaluate_run(
 
     Args:
         run_dir (str): a directory written by ``tools/train.py``.
-        checkpoint (str or None): file in the run dir or a path; None: see :func:`resolve_checkpoint`.
+        checkpoint (str or None): file in the run dir or a path; None: see :meth:`Run.resolve_checkpoint`.
         output (str or None): default ``<run_dir>/eval/<checkpoint stem>_<dataset split>``.
         device (str): auto | cpu | cuda.
         split (str): ``val`` or ``train``.
@@ -94,14 +78,13 @@ def evaluate_run(
         Report: ``results`` (``{"bbox": {...}, "segm": {...}}``, AP in percent, Detectron2's layout), the
         markdown and the written files.
     """
-    checkpoint = resolve_checkpoint(run_dir, checkpoint)
-    run = load_run(run_dir, checkpoint, device)
+    run = Run.open(run_dir, checkpoint, device)
     if model_score_thresh is not None:
         run.d2cfg.defrost()
         run.d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(model_score_thresh)
         run.d2cfg.freeze()
     info, name = _dataset_for(run, dataset, split)
-    stem = os.path.splitext(os.path.basename(checkpoint))[0]
+    stem = os.path.splitext(os.path.basename(run.d2cfg.MODEL.WEIGHTS))[0]
     output = output or os.path.join(run_dir, "eval", f"{stem}_{name}")
     model = build_model(run.d2cfg)
     SafeCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)  # weights_only: no pickled code runs

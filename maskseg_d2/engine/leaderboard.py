@@ -19,10 +19,9 @@ from tabulate import tabulate
 
 from ..errors import UserError, fail
 from ..evaluation.tables import format_value
+from .run import RESULTS, Run
 
 __all__ = ["RunSummary", "find_runs", "summarize_run", "leaderboard", "compare_runs"]
-
-RESULTS = os.path.join("eval", "results.json")
 
 
 @dataclass
@@ -44,10 +43,6 @@ class RunSummary:
     note: str = ""
 
 
-def _is_run(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, n)) for n in ("config_resolved.yaml", ".hydra", RESULTS))
-
-
 def find_runs(spec: str | Sequence[str]) -> list[str]:
     """Run dirs from a list of run dirs, one run dir, or a sweep dir (its job subfolders, in job order)."""
     items = [spec] if isinstance(spec, str) else [str(s) for s in spec]
@@ -55,10 +50,10 @@ def find_runs(spec: str | Sequence[str]) -> list[str]:
     for item in items:
         if not os.path.isdir(item):
             raise fail(f"compare={item}", "not a directory", "give run dirs or a multirun sweep dir")
-        if _is_run(item):
+        if Run.is_run_dir(item):
             runs.append(item)
             continue
-        subs = [os.path.join(item, d) for d in os.listdir(item) if _is_run(os.path.join(item, d))]
+        subs = [os.path.join(item, d) for d in os.listdir(item) if Run.is_run_dir(os.path.join(item, d))]
         if not subs:
             raise fail(
                 f"compare={item}",
@@ -197,7 +192,7 @@ def compare_runs(spec: str | Sequence[str], output: str | None = None) -> tuple[
         r.name = os.path.relpath(os.path.abspath(r.path), parent)
     headers, rows, common, ordered = leaderboard(runs)
     if output is None:
-        output = spec if isinstance(spec, str) and not _is_run(spec) else parent
+        output = spec if isinstance(spec, str) and not Run.is_run_dir(spec) else parent
     os.makedirs(output, exist_ok=True)
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     per_class_task = "segm" if any("segm" in r.results for r in runs) else "bbox"

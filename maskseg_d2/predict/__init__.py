@@ -7,13 +7,13 @@ pre-annotations and LabelMe files for images, folders, globs, videos and webcams
 on their own.
 """
 from .detections import Detections
-from .model import BatchPredictor, PredictRun, open_run
+from .model import BatchPredictor
 from .outputs import SAVE_KINDS, ExportOptions, OutputWriter
 from .runner import PredictSummary, VideoOptions, class_indices, predict, predict_source
 from .sources import list_images, read_bgr, resolve_input
 
 __all__ = [
     "predict", "predict_source", "list_images", "PredictSummary", "VideoOptions", "ExportOptions",
-    "SAVE_KINDS", "Detections", "BatchPredictor", "PredictRun", "open_run", "OutputWriter", "class_indices",
+    "SAVE_KINDS", "Detections", "BatchPredictor", "OutputWriter", "class_indices",
     "read_bgr", "resolve_input",
 ]

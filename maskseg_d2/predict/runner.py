@@ -17,8 +17,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
+from ..engine.run import Run
 from ..errors import UserError
-from .model import BatchPredictor, PredictRun, open_run
+from .model import BatchPredictor
 from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
 
@@ -214,7 +215,7 @@ def predict_source(
     spec = resolve_input(source)
     if int(batch_size) < 1:
         raise UserError(f"batch_size={batch_size}: must be >= 1")
-    run: PredictRun = open_run(run_dir, checkpoint, device, score_threshold, max_detections)
+    run = Run.open(run_dir, checkpoint, device, score_threshold=score_threshold, max_detections=max_detections)
     keep = class_indices(classes, run.thing_classes)
     output = output or os.path.join(run_dir, "predict", spec.name)
     options = options or ExportOptions()
@@ -240,7 +241,7 @@ def predict_source(
     return summary
 
 
-def _save_summary(summary: PredictSummary, run: PredictRun, spec: InputSpec, save: Sequence[str],
+def _save_summary(summary: PredictSummary, run: Run, spec: InputSpec, save: Sequence[str],
                   score_threshold: float, classes: Sequence[str] | None) -> None:
     doc = asdict(summary)
     doc.update(images_per_second=round(summary.images_per_second, 3), run=os.path.abspath(run.run_dir),

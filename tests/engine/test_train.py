@@ -136,7 +136,7 @@ def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp
 
     from maskseg_d2.engine import train
     from maskseg_d2.engine.checkpoint import SafeCheckpointer, checkpoint_files, has_finite_weights
-    from maskseg_d2.engine.run import load_run
+    from maskseg_d2.engine.run import Run
     from maskseg_d2.errors import UserError
 
     run_dir = tmp_path / "run"
@@ -154,7 +154,7 @@ def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp
     finite = [Path(p).name for p in checkpoint_files(str(run_dir)) if has_finite_weights(p)]
     assert finite and kept == finite[0]
     # ... and it is intact: it loads into the run's model (weights_only), every weight finite
-    run = load_run(str(run_dir), kept, "cpu")
+    run = Run.open(str(run_dir), kept, "cpu")
     model = build_model(run.d2cfg)
     SafeCheckpointer(model).load(run.d2cfg.MODEL.WEIGHTS)
     saved = torch.load(run_dir / kept, map_location="cpu", weights_only=True)

@@ -4,17 +4,17 @@ import json
 
 import pytest
 
-from maskseg_d2.engine.evaluate import resolve_checkpoint
+from maskseg_d2.engine.run import Run
 
 
 def test_resolve_checkpoint_prefers_best_then_final_then_last(tmp_path):
-    assert resolve_checkpoint(str(tmp_path), "custom.pth") == "custom.pth"
+    assert Run.resolve_checkpoint(str(tmp_path), "custom.pth") == "custom.pth"
     (tmp_path / "last_checkpoint").write_text("model_0000099.pth")
-    assert resolve_checkpoint(str(tmp_path)) == "model_0000099.pth"
+    assert Run.resolve_checkpoint(str(tmp_path)) == "model_0000099.pth"
     (tmp_path / "model_final.pth").write_bytes(b"")
-    assert resolve_checkpoint(str(tmp_path)) == "model_final.pth"
+    assert Run.resolve_checkpoint(str(tmp_path)) == "model_final.pth"
     (tmp_path / "model_best.pth").write_bytes(b"")
-    assert resolve_checkpoint(str(tmp_path)) == "model_best.pth"
+    assert Run.resolve_checkpoint(str(tmp_path)) == "model_best.pth"
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def test_eval_tool_on_a_trained_run(tiny_run, tmp_path, run_eval_tool):
     from maskseg_d2.evaluation.report import evaluate_coco
 
     again = evaluate_coco(str(out / "demo_val_coco_format.json"), str(out / "coco_instances_results.json"),
-                           str(tmp_path / "files"), plots=False, num_worst=0)
+                          str(tmp_path / "files"), plots=False, num_worst=0)
     for task in ("bbox", "segm"):
         assert again.results[task]["AP"] == pytest.approx(saved[task]["AP"], abs=1e-9)
 
@@ -62,10 +62,9 @@ def test_eval_tool_on_a_trained_run(tiny_run, tmp_path, run_eval_tool):
 @pytest.mark.slow
 def test_split_and_dataset_selection(tiny_run, demo_root):
     from maskseg_d2.engine.evaluate import _dataset_for
-    from maskseg_d2.engine.run import load_run
     from maskseg_d2.errors import UserError
 
-    run = load_run(str(tiny_run[0]), "model_final.pth", "cpu")
+    run = Run.open(str(tiny_run[0]), "model_final.pth", "cpu")
     assert (
         _dataset_for(run, None, "train")[1] == "demo_train"
         and _dataset_for(run, None, "val")[1] == "demo_val"

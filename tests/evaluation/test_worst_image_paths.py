@@ -52,7 +52,7 @@ def test_worst_images_skip_and_count_what_cannot_be_drawn(tmp_path, write_json, 
     preds = [{"image_id": 1, "category_id": 1, "bbox": [25, 15, 8, 8], "score": 0.9}]  # each image has errors
     with caplog.at_level(logging.WARNING):
         report = evaluate_coco(write_json("gt.json", gt), write_json("pred.json", preds),
-                                str(tmp_path / "out"), image_root=str(root), num_worst=20, plots=False)
+                               str(tmp_path / "out"), image_root=str(root), num_worst=20, plots=False)
     drawn = sorted(p.name for p in (tmp_path / "out" / "worst").glob("*.png"))
     assert len(drawn) == 3 and not any("secret" in d or "passwd" in d for d in drawn), drawn
     assert np.isfinite(report.results["bbox"]["AP"])  # the tables do not depend on the drawings

@@ -89,9 +89,10 @@ def test_class_filter_brush_and_mask_shapes_stay_exact(
 def test_batched_predictor_matches_detectron2_default_predictor(predict_run, awkward_folder):
     from detectron2.engine import DefaultPredictor
 
-    from maskseg_d2.predict import BatchPredictor, Detections, open_run, read_bgr
+    from maskseg_d2.engine.run import Run
+    from maskseg_d2.predict import BatchPredictor, Detections, read_bgr
 
-    run = open_run(str(predict_run), device="cpu", score_threshold=0.0, max_detections=10)
+    run = Run.open(str(predict_run), device="cpu", score_threshold=0.0, max_detections=10)
     images = [read_bgr(str(awkward_folder["root"] / n)) for n in ("a_photo.jpg", "sub/b_photo.jpg")]
     batched = BatchPredictor(run.d2cfg)
     ours = batched([batched.preprocess(im) for im in images])

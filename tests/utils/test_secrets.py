@@ -89,7 +89,7 @@ def test_user_error_message_is_redacted(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_train_run_never_saves_a_secret(demo_root, tmp_path):
-    from maskseg_d2.engine.run import load_run
+    from maskseg_d2.engine.run import Run
     from helpers.wandb_offline import find_offline_runs, iter_records, wait_until_finished
 
     wandb_key, service, hf, cli_only = pysecrets.token_hex(20), _token("svc"), _token("hf"), _token("cli")
@@ -111,7 +111,7 @@ def test_train_run_never_saves_a_secret(demo_root, tmp_path):
     metrics = [json.loads(line) for line in (run_dir / "metrics.json").read_text().splitlines()]
     assert any("total_loss" in m for m in metrics)
     assert "AP" in json.loads((run_dir / "eval" / "results.json").read_text())["segm"]
-    assert load_run(str(run_dir)).cfg.logger.api_key == "***"
+    assert Run.open(str(run_dir)).cfg.logger.api_key == "***"
     (wb,) = find_offline_runs(str(run_dir))
     assert wait_until_finished(wb)
 
