@@ -19,7 +19,6 @@ arguments write byte-identical files.
 """
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import json
 import logging
@@ -32,7 +31,11 @@ import numpy as np
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from ..data.labelstudio_rle import mask_to_brush_rle
+from ..data.coco_rle import mask_to_coco_rle
+from ..predict.annotations import (
+    labelme_document, labelme_mask, labelme_shape, labelstudio_brush_value, labelstudio_polygon_value,
+    labelstudio_rectangle_value,
+)
 from .objects import CLASSES, DemoObject
 from .scene import render_scene
 
@@ -53,47 +56,30 @@ _BASE_TIME = _dt.datetime(2024, 5, 6, 9, 0, 0)
 
 
 # ---------------------------------------------------------------------------------- annotations
-def _pct(points: np.ndarray, w: int, h: int) -> list[list[float]]:
-    return [[float(x) * 100.0 / w, float(y) * 100.0 / h] for x, y in points]
-
-
 def _ls_result(obj: DemoObject, rid: str, w: int, h: int) -> dict:
     """One Label Studio result (brushlabels / rectanglelabels / polygonlabels) for an object."""
     if obj.kind == "brush":
-        rtype = "brushlabels"
-        value = {"format": "rle", "rle": mask_to_brush_rle(obj.visible_mask), "brushlabels": [obj.label]}
+        rtype, value = "brushlabels", labelstudio_brush_value(obj.visible_mask, obj.label)
     elif obj.kind == "rectangle":
-        x, y, bw, bh, angle = obj.rect
-        rtype = "rectanglelabels"
-        value = {"x": x * 100.0 / w, "y": y * 100.0 / h, "width": bw * 100.0 / w, "height": bh * 100.0 / h,
-                 "rotation": angle % 360.0, "rectanglelabels": [obj.label]}
+        rtype, value = "rectanglelabels", labelstudio_rectangle_value(obj.rect, obj.label, w, h)
     else:
-        rtype = "polygonlabels"
-        value = {"points": _pct(obj.polygon, w, h), "closed": True, "polygonlabels": [obj.label]}
+        rtype, value = "polygonlabels", labelstudio_polygon_value(obj.polygon, obj.label, w, h)
+    # the key order of Label Studio's own JSON export (a prediction result orders them otherwise)
     return {"original_width": w, "original_height": h, "image_rotation": 0, "value": value, "id": rid,
             "from_name": "label", "to_name": "image", "type": rtype, "origin": "manual"}
 
 
 def _lm_shape(label: str, points: Sequence[Sequence[float]], shape_type: str, group_id: int | None = None,
               mask: str | None = None) -> dict:
-    return {"label": label, "points": [[float(x), float(y)] for x, y in points], "group_id": group_id,
-            "description": "", "shape_type": shape_type, "flags": {}, "mask": mask}
-
-
-def _mask_png_b64(crop: np.ndarray) -> str:
-    ok, png = cv2.imencode(".png", crop.astype(np.uint8))  # 0/1 values, as labelme saves masks
-    if not ok:
-        raise RuntimeError("cv2.imencode failed to write a PNG mask")
-    return base64.b64encode(png.tobytes()).decode("ascii")
+    """A LabelMe shape with float points, as LabelMe itself saves them."""
+    return labelme_shape(label, [[float(x), float(y)] for x, y in points], shape_type, group_id, mask=mask)
 
 
 def _labelme_shapes(obj: DemoObject, next_group: int) -> tuple[list[dict], int]:
     """LabelMe shapes of one object and the next free group id."""
     if obj.kind == "brush":
-        ys, xs = np.nonzero(obj.visible_mask)
-        x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
-        crop = obj.visible_mask[y1 : y2 + 1, x1 : x2 + 1]
-        return [_lm_shape(obj.label, [[x1, y1], [x2, y2]], "mask", mask=_mask_png_b64(crop))], next_group
+        corners, png = labelme_mask(obj.visible_mask)
+        return [_lm_shape(obj.label, corners, "mask", mask=png)], next_group
     if obj.shape == "car":
         return [_lm_shape(obj.label, obj.polygon, "polygon")], next_group
     group = next_group if obj.has_pole else None
@@ -113,9 +99,8 @@ def _labelme_shapes(obj: DemoObject, next_group: int) -> tuple[list[dict], int]:
 
 
 def _coco_annotation(obj: DemoObject, ann_id: int, image_id: int) -> dict:
-    rle = mask_util.encode(np.asfortranarray(obj.visible_mask.astype(np.uint8)))
-    return {"id": ann_id, "image_id": image_id, "category_id": CATEGORY_IDS[obj.label],
-            "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+    rle = mask_to_coco_rle(obj.visible_mask)
+    return {"id": ann_id, "image_id": image_id, "category_id": CATEGORY_IDS[obj.label], "segmentation": rle,
             "area": float(mask_util.area(rle)), "bbox": [float(v) for v in mask_util.toBbox(rle)],
             "iscrowd": 0,
             "demo": {"shape": obj.shape, "kind": obj.kind, "pole": obj.has_pole,
@@ -247,8 +232,7 @@ def make_demo_dataset(out_dir: str | Path, num_images: int = 80, width: int = 25
         upload = f"{int(meta_rng.integers(2**32)):08x}-{_ls_upload_name(name)}"
         tasks.append(_ls_task(idx + 1, upload, results, meta_rng))
         _write_json(out / "labelme" / f"{Path(name).stem}.json",
-                    {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": f"../images/{name}",
-                     "imageData": None, "imageHeight": height, "imageWidth": width}, indent=2)
+                    labelme_document(shapes, f"../images/{name}", height, width), indent=2)
         coco_images.append({"id": idx + 1, "file_name": name, "width": width, "height": height})
     _write_json(out / "labelstudio.json", tasks)
     categories = [{"id": CATEGORY_IDS[c], "name": c, "supercategory": "campus"} for c in CLASSES]

@@ -10,16 +10,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .background import jitter
 
-__all__ = ["CLASSES", "VARIANTS", "DemoObject", "build_object", "part_mask", "random_variant", "trace_polygon"]
+__all__ = ["CLASSES", "VARIANTS", "DemoObject", "build_object", "part_mask", "random_variant"]
 
 CLASSES = ["car", "sign board"]
 VARIANTS = ("car", "board_flat", "board_rotated", "board_pole", "round_pole")
-TRACE_EPSILON_PX = 0.7
 
 # BGR colours
 _CAR_COLOURS = [
@@ -184,33 +182,6 @@ def part_mask(shape: tuple[int, int], part: _Part) -> np.ndarray:
     if part.kind == "poly":
         return _convex_mask(shape, part.geom)
     return _disc_mask(shape, *part.geom)
-
-
-def trace_polygon(mask: np.ndarray, epsilon: float = TRACE_EPSILON_PX, upsample: int = 4) -> np.ndarray:
-    """Outline of the largest connected region of a mask, in pixel-corner coordinates.
-
-    The mask is upsampled (nearest) before ``cv2.findContours`` so the outline runs within
-    ``0.5 / upsample`` px of the pixel edges instead of through the boundary pixels' centres, then
-    simplified with ``cv2.approxPolyDP``.
-
-    Args:
-        mask (np.ndarray): H x W bool mask (not empty).
-        epsilon (float): approxPolyDP tolerance in pixels.
-        upsample (int): upsampling factor.
-
-    Returns:
-        np.ndarray: (K, 2) float vertices (K >= 3).
-    """
-    ys, xs = np.nonzero(mask)
-    y0, x0 = ys.min(), xs.min()
-    crop = np.pad(mask[y0 : ys.max() + 1, x0 : xs.max() + 1], 1).astype(np.uint8)
-    big = np.repeat(np.repeat(crop, upsample, axis=0), upsample, axis=1)
-    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    contour = max(contours, key=cv2.contourArea)
-    approx = cv2.approxPolyDP(contour, epsilon * upsample, True)[:, 0, :].astype(np.float64)
-    if len(approx) < 3:
-        approx = contour[:, 0, :].astype(np.float64)
-    return (approx + 0.5) / upsample + np.array([x0 - 1.0, y0 - 1.0])
 
 
 # -------------------------------------------------------------------------------------- objects

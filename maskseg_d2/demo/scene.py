@@ -14,14 +14,16 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..predict.annotations import mask_to_polygons
 from .background import paint_background
-from .objects import DemoObject, build_object, part_mask, random_variant, trace_polygon
+from .objects import DemoObject, build_object, part_mask, random_variant
 
 __all__ = ["MIN_VISIBLE_FRACTION", "MIN_VISIBLE_PX", "OCCLUDED_BELOW", "render_scene"]
 
 OCCLUDED_BELOW = 0.97  # visible fraction under which an object is annotated with a brush / mask
 MIN_VISIBLE_PX = 40
 MIN_VISIBLE_FRACTION = 0.30
+TRACE_EPSILON_PX = 0.7  # polygon simplification of traced outlines
 
 
 def _place(rng: np.random.Generator, variant: str, w: int, h: int, horizon: float,
@@ -127,7 +129,7 @@ def _annotate_kind(obj: DemoObject) -> None:
         obj.kind = "rectangle"
     else:
         obj.kind = "polygon"
-        obj.polygon = trace_polygon(obj.visible_mask)
+        obj.polygon = mask_to_polygons(obj.visible_mask, TRACE_EPSILON_PX)[0]  # the largest part
 
 
 def render_scene(rng: np.random.Generator, width: int, height: int, *, num_objects: int | None = None,

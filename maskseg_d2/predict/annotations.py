@@ -1,7 +1,10 @@
 """Predictions as annotation files: COCO results, Label Studio pre-annotations, LabelMe JSON.
 
-Every function takes :class:`~maskseg_d2.predict.detections.Detections` (full-size bool masks) and
-returns plain JSON-ready dicts; the writers in :mod:`maskseg_d2.predict.outputs` put them on disk.
+The per-image functions take :class:`~maskseg_d2.predict.detections.Detections` (full-size bool masks)
+and return plain JSON-ready dicts; the writers in :mod:`maskseg_d2.predict.outputs` put them on disk.
+They are built from encoders of one region (``labelstudio_*_value``, :func:`labelme_shape`,
+:func:`labelme_mask`) that take a mask or points, a label and the image size, so the demo dataset
+(:mod:`maskseg_d2.demo.dataset`) writes its annotations with the same code.
 Geometry follows the project convention (``maskseg_d2.data.geometry``): continuous pixel coordinates,
 pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so our importers read every file back to the same masks:
 
@@ -28,7 +31,8 @@ from .detections import Detections
 
 __all__ = [
     "LABELME_VERSION", "LS_SHAPES", "LABELME_SHAPES", "mask_to_polygons", "coco_results",
-    "labelstudio_results", "labelstudio_task", "labelme_shapes", "labelme_document",
+    "labelstudio_polygon_value", "labelstudio_rectangle_value", "labelstudio_brush_value", "labelstudio_results",
+    "labelstudio_task", "labelme_shape", "labelme_mask", "labelme_shapes", "labelme_document",
 ]
 
 LABELME_VERSION = "5.5.0"  # mask shapes exist since LabelMe 5.4.0
@@ -95,6 +99,49 @@ def _result_id(seed: str, k: int) -> str:
     return f"{zlib.crc32(seed.encode()):08x}"[:6] + f"{k:04d}"  # stable: same image -> same ids
 
 
+def labelstudio_polygon_value(points: np.ndarray, label: str, width: int, height: int,
+                              decimals: int | None = None) -> dict:
+    """A ``polygonlabels`` value: the vertices in percent of the image size.
+
+    Args:
+        points (np.ndarray): (K, 2) vertices (x, y) in pixels (pixel-corner coordinates).
+        label (str): the class name.
+        width (int): image width.
+        height (int): image height.
+        decimals (int | None): round the percentages to this many decimals (None: unrounded).
+
+    Returns:
+        dict: ``{"points", "closed", "polygonlabels"}``.
+    """
+    pts = [[x * 100.0 / width, y * 100.0 / height] for x, y in points]
+    if decimals is not None:
+        pts = [[round(x, decimals), round(y, decimals)] for x, y in pts]
+    return {"points": pts, "closed": True, "polygonlabels": [label]}
+
+
+def labelstudio_rectangle_value(rect: Sequence[float], label: str, width: int, height: int) -> dict:
+    """A ``rectanglelabels`` value in percent of the image size.
+
+    Args:
+        rect (Sequence[float]): ``(x, y, w, h, angle_deg)`` in pixels; (x, y) is the top-left corner
+            before rotation, and Label Studio turns the box clockwise (image y down) about it.
+        label (str): the class name.
+        width (int): image width.
+        height (int): image height.
+
+    Returns:
+        dict: ``{"x", "y", "width", "height", "rotation", "rectanglelabels"}``.
+    """
+    x, y, w, h, angle = rect
+    return {"x": x * 100.0 / width, "y": y * 100.0 / height, "width": w * 100.0 / width,
+            "height": h * 100.0 / height, "rotation": angle % 360.0, "rectanglelabels": [label]}
+
+
+def labelstudio_brush_value(mask: np.ndarray, label: str) -> dict:
+    """A ``brushlabels`` value: the (H, W) bool mask in Label Studio's brush RLE (exact)."""
+    return {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": [label]}
+
+
 def labelstudio_results(
     dets: Detections, class_names: Sequence[str], shape: str = "polygon", from_name: str = "label",
     to_name: str = "image", tolerance: float = 0.7, id_seed: str = "",
@@ -119,15 +166,14 @@ def labelstudio_results(
     h, w = dets.image_size
     results = []
     for k, (score, cls, mask) in enumerate(zip(dets.scores, dets.classes, dets.masks)):
-        label = [str(class_names[cls])]
+        label = str(class_names[cls])
         if shape == "brush":
-            rtype, value = "brushlabels", {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": label}
+            rtype, value = "brushlabels", labelstudio_brush_value(mask, label)
         else:
             polygons = mask_to_polygons(mask, tolerance)
             if not polygons:
                 continue
-            pts = [[round(x * 100.0 / w, 4), round(y * 100.0 / h, 4)] for x, y in polygons[0]]
-            rtype, value = "polygonlabels", {"points": pts, "closed": True, "polygonlabels": label}
+            rtype, value = "polygonlabels", labelstudio_polygon_value(polygons[0], label, w, h, decimals=4)
         results.append({"id": _result_id(id_seed, k), "type": rtype, "from_name": from_name,
                         "to_name": to_name, "original_width": w, "original_height": h, "image_rotation": 0,
                         "value": value, "score": round(float(score), 5)})
@@ -155,17 +201,44 @@ def labelstudio_task(image_url: str, results: list[dict], scores: np.ndarray, mo
             "predictions": [{"model_version": model_version, "score": score, "result": results}]}
 
 
-def _png_b64(crop: np.ndarray) -> str:
-    ok, png = cv2.imencode(".png", crop.astype(np.uint8))  # 0/1 values, like LabelMe's own mask shapes
+def labelme_shape(label: str, points: list, shape_type: str, group_id: int | None = None, description: str = "",
+                  mask: str | None = None) -> dict:
+    """One LabelMe shape.
+
+    Args:
+        label (str): the class name.
+        points (list): ``[[x, y], ...]`` in pixels, written as given.
+        shape_type (str): ``"polygon"``, ``"rectangle"`` (two corners), ``"circle"`` (centre and a point
+            on the circle) or ``"mask"`` (see :func:`labelme_mask`).
+        group_id (int | None): shapes with the same label and group id are one instance.
+        description (str): free text (our predictions put the score there).
+        mask (str | None): a ``"mask"`` shape's base64 PNG.
+
+    Returns:
+        dict: the shape, keys in LabelMe's order.
+    """
+    return {"label": label, "points": points, "group_id": group_id, "description": description,
+            "shape_type": shape_type, "flags": {}, "mask": mask}
+
+
+def labelme_mask(mask: np.ndarray) -> tuple[list[list[int]], str] | None:
+    """LabelMe's encoding of a ``"mask"`` shape: the mask's bounding crop as a 0/1 PNG.
+
+    Args:
+        mask (np.ndarray): (H, W) bool.
+
+    Returns:
+        tuple | None: the shape's two points (first and last pixel of the crop, inclusive, as
+        ``[[x0, y0], [x1, y1]]`` ints) and the crop as base64 PNG; None for an empty mask.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    ok, png = cv2.imencode(".png", mask[y0: y1 + 1, x0: x1 + 1].astype(np.uint8))  # 0/1, like LabelMe's own
     if not ok:
         raise RuntimeError("cv2.imencode failed to write a PNG mask")
-    return base64.b64encode(png.tobytes()).decode("ascii")
-
-
-def _lm_shape(label: str, points: list, shape_type: str, group_id: int | None, score: float,
-              mask: str | None = None) -> dict:
-    return {"label": label, "points": points, "group_id": group_id, "description": f"score={score:.3f}",
-            "shape_type": shape_type, "flags": {}, "mask": mask}
+    return [[x0, y0], [x1, y1]], base64.b64encode(png.tobytes()).decode("ascii")
 
 
 def labelme_shapes(dets: Detections, class_names: Sequence[str], shape: str = "polygon",
@@ -186,14 +259,12 @@ def labelme_shapes(dets: Detections, class_names: Sequence[str], shape: str = "p
         raise ValueError(f"shape={shape!r}: use one of {LABELME_SHAPES}")
     shapes, next_group = [], 1
     for score, cls, mask in zip(dets.scores, dets.classes, dets.masks):
-        label, score = str(class_names[cls]), float(score)
+        label, note = str(class_names[cls]), f"score={float(score):.3f}"
         if shape == "mask":
-            ys, xs = np.nonzero(mask)
-            if len(ys) == 0:
-                continue
-            x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
-            crop = _png_b64(mask[y0: y1 + 1, x0: x1 + 1])
-            shapes.append(_lm_shape(label, [[x0, y0], [x1, y1]], "mask", None, score, crop))
+            encoded = labelme_mask(mask)
+            if encoded is not None:
+                corners, png = encoded
+                shapes.append(labelme_shape(label, corners, "mask", description=note, mask=png))
             continue
         polygons = mask_to_polygons(mask, tolerance)
         group = None
@@ -201,7 +272,7 @@ def labelme_shapes(dets: Detections, class_names: Sequence[str], shape: str = "p
             group, next_group = next_group, next_group + 1
         for p in polygons:
             pts = [[round(float(x), 2), round(float(y), 2)] for x, y in p]
-            shapes.append(_lm_shape(label, pts, "polygon", group, score))
+            shapes.append(labelme_shape(label, pts, "polygon", group, description=note))
     return shapes
 
 
