@@ -5,8 +5,8 @@
 Writes a synthetic export of ``--tasks`` tasks (each: 2 polygons + 1 brush mask, at WIDTH x HEIGHT; brush
 RLE bit-identical to the SDK's ``mask2rle``), then times on the same file, in one run:
 
-* ours: ``read_labelstudio`` -> dataset dicts (image lookup + header/EXIF size check, polygons in pixels,
-  brush decoded and re-encoded as COCO RLE, boxes);
+* ours: ``read_dataset(..., fmt="labelstudio")`` -> dataset dicts (image lookup + header/EXIF size check,
+  polygons in pixels, brush decoded and re-encoded as COCO RLE, boxes);
 * label-studio-sdk 2.1.2 (its own venv ``.venv-ls``, created on first use): ``Converter.convert(..., "COCO")``
   (polygons -> pixels; it skips brushes) plus ``brush.decode_from_annotation`` on every task (the
   BRUSH_TO_NUMPY path without writing files) -- together, the same instances as ours.
@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskseg_d2.data import labelstudio_rle
-from maskseg_d2.data.labelstudio import read_labelstudio
+from maskseg_d2.data import labelstudio_rle, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK_PIN = "label-studio-sdk==2.1.2"
@@ -125,11 +124,11 @@ def main() -> None:
         print(f"export: {args.tasks} tasks, {3 * args.tasks} regions at {args.width}x{args.height}, "
               f"{size_mb:.1f} MB (written in {time.perf_counter() - t0:.1f} s)")
         t0 = time.perf_counter()
-        res = read_labelstudio(export, Path(tmp) / "images")
+        res = read_dataset(export, Path(tmp) / "images", fmt="labelstudio")
         ours = time.perf_counter() - t0
         n = sum(len(d["annotations"]) for d in res.dicts)
         per_task = ours / args.tasks * 1e3
-        print(f"ours  read_labelstudio -> dicts:   {ours:8.2f} s  ({n} instances, {per_task:.2f} ms/task)")
+        print(f"ours  read_dataset -> dicts:       {ours:8.2f} s  ({n} instances, {per_task:.2f} ms/task)")
         if args.no_sdk:
             return
         out = subprocess.run([sdk_python(), "-c", SDK_SCRIPT, str(export), CONFIG, str(Path(tmp) / "upload")],

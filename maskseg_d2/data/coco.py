@@ -1,17 +1,21 @@
-"""COCO instances JSON (COCO 2017, any tool's COCO export, Label Studio's COCO export) -> dataset dicts.
+"""COCO instances JSON (COCO 2017, any tool's COCO export, Label Studio's COCO export) -> dataset dicts
+(the ``coco`` / ``labelstudio_coco`` parser of :func:`~maskseg_d2.data.formats.load_dataset`).
 
-Segmentations: polygons (list of flat ``[x1, y1, ...]`` lists), RLE with compressed (str) or
-uncompressed (list) ``counts``, ``iscrowd`` kept as is (Detectron2 ignores crowd regions in training).
-An annotation with an empty ``segmentation`` (a box) becomes a box-shaped mask, counted. Boxes are
-recomputed from the masks. Classes come from the category *names* (ids may start at 0 or have gaps).
+One dict per image, ``image_id`` = the COCO image id; ``file_name`` is relative to the image root.
+Segmentations: polygons (list of flat ``[x1, y1, ...]`` lists) stay polygons, RLE with compressed (str)
+or uncompressed (list) ``counts`` becomes compressed RLE with ``counts`` as str, ``iscrowd`` kept as is
+(Detectron2 ignores crowd regions in training). An annotation with an empty ``segmentation`` (a box)
+becomes a box-shaped mask, counted. Boxes are recomputed from the masks. Classes come from the category
+*names* (ids may start at 0 or have gaps); discovered classes are the sorted names of the categories
+that have annotations.
 
 **Label Studio's COCO export** (``info.contributor == "Label Studio"``) has quirks handled here:
 ``file_name`` points into Label Studio's upload folder (``../media/upload/3/<8 hex>-<name>``), so the
-image is found by name under the image root; image, annotation and category ids start at 0; the same
-image appears once per annotation of a task (newest first: the first is kept); rectangles have
-``segmentation: []``; coordinates are percentages times a size read *before* EXIF rotation (stretched
-back, see :mod:`maskseg_d2.data.images`); and brush regions are **not exported at all** -- a warning
-points to the JSON export.
+image is found by name under the image root (the folder with the uploaded photos); image, annotation
+and category ids start at 0; the same image appears once per annotation of a task (newest first: the
+first is kept); rectangles have ``segmentation: []``; coordinates are percentages times a size read
+*before* EXIF rotation (stretched back, see :mod:`maskseg_d2.data.images`); and brush regions are **not
+exported at all** -- a warning points to the JSON export.
 """
 from __future__ import annotations
 
@@ -32,11 +36,10 @@ from ..errors import UserError, fail
 from .coco_rle import RLEStringError, coco_rle_totals
 from .geometry import mask_annotation, polygons_annotation, rle_annotation, validate_polygon
 from .images import ImageIndex, SizeFix, reconcile_size
-from .jsonio import read_json
 from .labelstudio import resolve_name, resolve_relative, upload_names
-from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
+from .loading import ClassMapper, LoadStats, progress
 
-__all__ = ["load_coco", "read_coco", "coco_dicts", "is_coco", "is_labelstudio_coco"]
+__all__ = ["coco_dicts", "is_coco", "is_labelstudio_coco"]
 
 logger = logging.getLogger(__name__)
 
@@ -372,53 +375,3 @@ def coco_dicts(doc: Any, source: str, image_root: str | os.PathLike, mapper: Cla
         empty = sum(1 for d in dicts if not d["annotations"])
         logger.warning(LS_BRUSH_WARNING.format(source=source, empty=empty, total=len(dicts)))
     return dicts
-
-
-def load_coco(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    unknown: str = "error",
-) -> list[dict]:
-    """Load a COCO instances JSON (any tool's, Label Studio's included) as Detectron2 dataset dicts.
-
-    Args:
-        json_file (str or PathLike): the COCO file.
-        image_root (str or PathLike): folder the images' ``file_name`` are relative to (Label Studio's
-            COCO export: the folder with the uploaded photos, searched by name).
-        classes (list[str] or None): class names in id order; None discovers them (sorted names of
-            the categories that have annotations).
-        class_map (dict[str, str] or None): category name -> class name (to null: drop it).
-        unknown (str): ``"error"`` or ``"skip"`` for category names outside ``classes``.
-
-    Returns:
-        list[dict]: Detectron2 standard dicts (``image_id`` = the COCO image id; polygons stay
-        polygons, RLE becomes compressed RLE with ``counts`` as str).
-    """
-    return read_coco(json_file, image_root, classes, class_map, unknown).dicts
-
-
-def read_coco(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    unknown: str = "error",
-    strict: bool = True,
-) -> LoadResult:
-    """Like :func:`load_coco`, and also return the class list and the counts.
-
-    Args:
-        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising.
-
-    Returns:
-        LoadResult: dicts, thing_classes, skipped, adjusted, problems; ``format`` is ``"coco"`` or
-        ``"labelstudio_coco"``.
-    """
-    source = str(json_file)
-    doc = read_json(json_file)
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
-    dicts = coco_dicts(doc, source, image_root, mapper, stats)
-    fmt = "labelstudio_coco" if is_labelstudio_coco(doc) else "coco"
-    return finish_load(dicts, mapper, stats, fmt, logger)

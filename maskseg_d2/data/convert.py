@@ -5,7 +5,7 @@ The output: ``images`` (ids from 1, sorted by path; ``file_name`` relative to th
 (ids from 1; polygons as lists of flat ``[x1, y1, ...]`` lists or compressed RLE with ``counts`` as
 str; ``bbox`` [x, y, w, h]; ``area`` = mask pixel area as pycocotools computes it; ``iscrowd``) and
 ``categories`` (ids from 1, in class-list order). Loading it back with
-:func:`~maskseg_d2.data.coco.load_coco` or Detectron2's ``load_coco_json`` gives the same instances.
+:func:`~maskseg_d2.data.formats.load_dataset` or Detectron2's ``load_coco_json`` gives the same instances.
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def convert(
         raise fail(f"on_error={on_error}", "unknown policy", f"use one of {', '.join(ON_ERROR_POLICIES)}")
     paths = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
     strict = report_dir is None and on_error == "error"
-    result = read_dataset(paths, fmt, image_root, classes, class_map, unknown, strict=strict)
+    result = read_dataset(paths, image_root, fmt, classes=classes, class_map=class_map, unknown=unknown, strict=strict)
     if not result.dicts and (on_error == "skip" or not result.problems):
         first = f" ({len(result.problems)} invalid item(s) skipped, e.g. {result.problems[0][1]})" \
             if result.problems else ""

@@ -1,4 +1,5 @@
-"""Format detection and one entry point that reads any supported export (several files at once).
+"""The public importer: :func:`load_dataset` reads any supported export (several files at once) into
+Detectron2 dataset dicts, :func:`read_dataset` also returns the classes and counts; format detection.
 
 Formats: ``labelstudio`` (Label Studio JSON export), ``labelstudio_min`` (JSON_MIN),
 ``labelstudio_coco`` (Label Studio's COCO export), ``coco`` (any COCO instances JSON) and ``labelme``
@@ -29,11 +30,11 @@ from ..errors import UserError, fail
 from .coco import coco_dicts, is_coco, is_labelstudio_coco
 from .jsonio import read_json
 from .labelme import labelme_dicts, labelme_files
-from .labelstudio import check_tasks, tasks_to_dicts
+from .labelstudio import tasks_to_dicts
 from .labelstudio_min import is_json_min, min_records_to_tasks
 from .loading import ClassMapper, LoadResult, LoadStats, finish_load
 
-__all__ = ["FORMATS", "DESCRIPTIONS", "detect_format", "detect_doc_format", "read_dataset"]
+__all__ = ["FORMATS", "DESCRIPTIONS", "detect_format", "detect_doc_format", "load_dataset", "read_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +118,58 @@ def _need_root(image_root: str | os.PathLike | None, fmt: str, source: str) -> s
     return str(image_root)
 
 
-def read_dataset(
-    inputs: str | os.PathLike | Sequence[str | os.PathLike],
-    fmt: str = "auto",
+def load_dataset(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
     image_root: str | os.PathLike | None = None,
+    fmt: str = "auto",
+    **options: Any,
+) -> list[dict]:
+    """Load annotation exports of any supported format as Detectron2 standard dataset dicts.
+
+    The importer counterpart of Detectron2's ``load_coco_json``: what it returns can be registered
+    with ``DatasetCatalog.register(name, lambda: load_dataset(...))``, or use
+    :func:`~maskseg_d2.data.register.register_dataset` for a dataset folder with a train/val split. Per
+    format (details in each parser's module doc):
+
+    * ``labelstudio`` (:mod:`~maskseg_d2.data.labelstudio`): one dict per labelled task; per task one
+      annotation is chosen by ``pick`` (default: the ``ground_truth`` one, else the most recently
+      updated), cancelled ones ignored; polygons and (rotated) rectangles become polygons in pixels,
+      brush regions COCO RLE; ``image_id`` is the task id. ``labelstudio_min``
+      (:mod:`~maskseg_d2.data.labelstudio_min`) gives the same instances (``ground_truth`` is not
+      exported: several annotators' records are picked by ``updated_at``).
+    * ``coco`` / ``labelstudio_coco`` (:mod:`~maskseg_d2.data.coco`): one dict per image, ``image_id``
+      the COCO id; polygons stay polygons, RLE becomes compressed RLE (``counts`` as str).
+    * ``labelme`` (:mod:`~maskseg_d2.data.labelme`): a folder (searched recursively for ``*.json``,
+      sorted; hidden folders skipped), a file or a list of files; one dict per file, ``image_id`` the
+      JSON path; images are found next to each file, so ``image_root`` is not needed.
+
+    Sizes recorded in the files are reconciled with the images
+    (:func:`~maskseg_d2.data.images.reconcile_size`: EXIF-rotated or resized photos are handled and
+    counted). Skipped items (unlabelled tasks, unsupported shapes, empty masks) and adjustments are
+    reported in one warning per load.
+
+    Args:
+        source (str, PathLike or list of them): annotation files and/or LabelMe folders.
+        image_root (str, PathLike or None): the photos, searched recursively (needed by the Label
+            Studio and COCO formats: the uploaded photos, or the folder COCO ``file_name`` is relative to).
+        fmt (str): one of :data:`FORMATS` (``auto`` detects each input from its content).
+        **options: the keyword options of :func:`read_dataset` (``classes``, ``class_map``,
+            ``unknown``, ``pick``, ``image_key``, ``strict``).
+
+    Returns:
+        list[dict]: Detectron2 standard dicts with ``file_name`` (absolute), ``height``, ``width``
+        (EXIF applied), ``image_id`` (per format, see above; re-assigned by
+        :func:`~maskseg_d2.data.register.register_dataset`) and ``annotations`` (``category_id``
+        contiguous in the order of the class list, ``bbox`` XYWH_ABS, ``segmentation`` polygons or RLE).
+    """
+    return read_dataset(source, image_root, fmt, **options).dicts
+
+
+def read_dataset(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    image_root: str | os.PathLike | None = None,
+    fmt: str = "auto",
+    *,
     classes: list[str] | None = None,
     class_map: dict[str, Any] | None = None,
     unknown: str = "error",
@@ -128,17 +177,19 @@ def read_dataset(
     image_key: str | None = None,
     strict: bool = True,
 ) -> LoadResult:
-    """Read one or more annotation files/folders of any supported format into one dataset.
+    """The detailed form of :func:`load_dataset`: the dicts together with the class list and the counts.
 
+    A separate function rather than a flag of :func:`load_dataset`, so that each returns one type
+    (registration, conversion and the validation report need the classes and counts; users the dicts).
     All inputs share one class list (given, or discovered over all of them) and one skip/adjust
     summary. Each file is parsed once.
 
     Args:
-        inputs (str, PathLike or list of them): annotation files and/or LabelMe folders.
-        fmt (str): one of :data:`FORMATS` (``auto`` detects each input).
+        source (str, PathLike or list of them): annotation files and/or LabelMe folders.
         image_root (str, PathLike or None): the photos (needed by the Label Studio and COCO formats;
             LabelMe finds its images next to each JSON file).
-        classes (list[str] or None): class names in id order; None discovers them.
+        fmt (str): one of :data:`FORMATS` (``auto`` detects each input).
+        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
         class_map (dict or None): raw label -> class name (to null: drop the label).
         unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
         pick (str): Label Studio annotation choice policy
@@ -149,16 +200,17 @@ def read_dataset(
             one such item.
 
     Returns:
-        LoadResult: the merged dicts (class ids assigned), classes, counts; ``format`` names the
-        format(s) read, joined by ``+``.
+        LoadResult: the merged dicts (class ids assigned), ``thing_classes`` (discovered ones when
+        ``classes`` is None), ``skipped``, ``adjusted``, ``problems``; ``format`` names the format(s)
+        read, joined by ``+``.
     """
     if fmt not in FORMATS:
         raise fail(f"format={fmt}", "unknown format", f"use one of {', '.join(FORMATS)}")
-    paths = _as_list(inputs)
+    paths = _as_list(source)
     if not paths:
         raise fail("inputs", "no annotation file given", "pass at least one export")
-    source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
+    label = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
+    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(label, strict)
     dicts, formats, labelme = [], [], []
     for path in paths:
         try:  # a whole file that cannot be read is one problem: skipped (and counted) when lenient
@@ -189,7 +241,7 @@ def _read_one(path: str, fmt: str, image_root: str | os.PathLike | None, mapper:
         root = _need_root(image_root, kind, path)
         dicts += coco_dicts(doc, path, root, mapper, stats, labelstudio=kind == "labelstudio_coco")
     else:
-        tasks = check_tasks(doc, path) if kind == "labelstudio" else min_records_to_tasks(doc, path, stats)
+        tasks = doc if kind == "labelstudio" else min_records_to_tasks(doc, path, stats)  # detected: a list
         root = _need_root(image_root, kind, path)
         dicts += tasks_to_dicts(tasks, path, root, mapper, stats, pick, image_key)
     return kind

@@ -1,8 +1,17 @@
-"""LabelMe JSON files (one per image) -> Detectron2 dataset dicts.
+"""LabelMe JSON files (one per image) -> Detectron2 dataset dicts (the ``labelme`` parser of
+:func:`~maskseg_d2.data.formats.load_dataset`).
 
 The format is read directly (labelme itself is a GPL application, not a library; see FORMATS.md §3).
-Shape types: polygon, rectangle, circle, oriented_rectangle and mask become instances; line,
-linestrip, point and points have no area and are skipped and counted.
+Input: a folder (searched recursively for ``*.json``, sorted; hidden folders skipped), one file, or a
+list of files; one dict per file, ``image_id`` = the JSON path.
+
+Instances: shapes sharing a non-null ``group_id`` *and* label form one instance (their union); with
+``group_id`` null every shape is its own instance. Polygons, rectangles (2 corners, any order), circles
+(centre + rim point -> polygon with chord error <= 0.1 px) and oriented rectangles become polygon
+segmentations; mask shapes (a PNG crop pasted at the box's top-left corner) and groups containing one
+become COCO RLE. line, linestrip, point and points shapes have no area and are skipped and counted.
+``imageHeight``/``imageWidth`` are reconciled with the image
+(:func:`~maskseg_d2.data.images.reconcile_size`: transposed = EXIF, same aspect = rescaled).
 
 Images: ``imagePath`` is relative to the JSON file (Windows backslashes accepted). When that file is
 missing but the JSON embeds the image (``imageData``, base64), it is decoded once to
@@ -15,7 +24,6 @@ import binascii
 import difflib
 import hashlib
 import io
-import logging
 import math
 import os
 from collections.abc import Iterable
@@ -38,11 +46,9 @@ from .geometry import (
 )
 from .images import SizeFix, check_utf8_name, reconcile_size
 from .jsonio import read_json
-from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
+from .loading import ClassMapper, LoadStats, progress
 
-__all__ = ["load_labelme", "read_labelme", "labelme_dicts", "labelme_files", "circle_polygon", "CACHE_DIR"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["labelme_dicts", "labelme_files", "circle_polygon", "CACHE_DIR"]
 
 CACHE_DIR = ".maskseg_images"  # next to the JSON files; holds images decoded from imageData
 _AREA_TYPES = ("polygon", "rectangle", "circle", "oriented_rectangle", "mask")
@@ -308,7 +314,8 @@ def _load_file(json_file: Path, ctx: _Context) -> dict:
 
 def labelme_dicts(files: list[Path], mapper: ClassMapper, stats: LoadStats) -> list[dict]:
     """Dataset dicts (class names still pending) from LabelMe files; the building block of
-    :func:`read_labelme`, for callers that share one ``mapper`` and ``stats`` over several inputs.
+    :func:`~maskseg_d2.data.formats.read_dataset`, for callers that share one ``mapper`` and ``stats``
+    over several inputs.
 
     Args:
         files (list[Path]): LabelMe JSON files (see :func:`labelme_files`).
@@ -326,56 +333,3 @@ def labelme_dicts(files: list[Path], mapper: ClassMapper, stats: LoadStats) -> l
         except UserError as e:
             stats.problem(e, "image or file")  # raises unless building a report
     return dicts
-
-
-def load_labelme(
-    json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike],
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    unknown: str = "error",
-) -> list[dict]:
-    """Load LabelMe JSON files as Detectron2 dataset dicts (one per JSON file).
-
-    Instances: shapes sharing a non-null ``group_id`` *and* label form one instance (their union);
-    with ``group_id`` null every shape is its own instance. Polygons, rectangles (2 corners, any order),
-    circles (centre + rim point -> polygon with chord error <= 0.1 px) and oriented rectangles become
-    polygon segmentations; mask shapes (a PNG crop pasted at the box's top-left corner) and groups
-    containing one become COCO RLE. line/linestrip/point/points shapes are skipped and counted (one
-    warning per load). ``imageHeight``/``imageWidth`` are reconciled with the image
-    (:func:`~maskseg_d2.data.images.reconcile_size`: transposed = EXIF, same aspect = rescaled).
-
-    Args:
-        json_dir_or_files (str, PathLike or iterable of them): a folder (searched recursively for
-            ``*.json``, sorted; hidden folders skipped), one file, or a list of files.
-        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
-        class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
-        unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
-
-    Returns:
-        list[dict]: Detectron2 standard dicts with ``file_name`` (absolute), ``height``, ``width``,
-        ``image_id`` (the JSON path; re-assigned by :func:`~maskseg_d2.data.register.register_dataset`)
-        and ``annotations``.
-    """
-    return read_labelme(json_dir_or_files, classes, class_map, unknown).dicts
-
-
-def read_labelme(
-    json_dir_or_files: str | os.PathLike | Iterable[str | os.PathLike],
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    unknown: str = "error",
-    strict: bool = True,
-) -> LoadResult:
-    """Like :func:`load_labelme`, and also return the class list and the counts.
-
-    Args:
-        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising.
-
-    Returns:
-        LoadResult: ``dicts``, ``thing_classes`` (discovered ones when ``classes`` is None), ``skipped``,
-        ``adjusted``, ``problems``.
-    """
-    files = labelme_files(json_dir_or_files)
-    source = str(json_dir_or_files) if isinstance(json_dir_or_files, (str, os.PathLike)) else "LabelMe files"
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
-    return finish_load(labelme_dicts(files, mapper, stats), mapper, stats, "labelme", logger)

@@ -1,14 +1,20 @@
-"""Label Studio JSON export (a list of tasks) -> Detectron2 dataset dicts.
+"""Label Studio JSON export (a list of tasks) -> Detectron2 dataset dicts (the ``labelstudio`` parser of
+:func:`~maskseg_d2.data.formats.load_dataset`).
 
-Supported result types: ``polygonlabels``, ``rectanglelabels`` (rotation included) and ``brushlabels``
-(Label Studio's own RLE, decoded by :mod:`maskseg_d2.data.labelstudio_rle`). Other result types (keypoints,
-choices, text, relations ...) are skipped and counted; unlabelled tasks too. See ``/work/shared``
-FORMATS.md §2 for the export format.
+One dict per labelled task, ``image_id`` = the task id. Per task, cancelled annotations are ignored and
+one annotation is chosen by ``pick`` (:func:`pick_annotation`; default: the ``ground_truth`` one, else
+the most recently updated). A task without a (non-cancelled) annotation is skipped and counted; an
+annotation with an empty ``result`` is kept as an image without objects. Supported result types:
+``polygonlabels`` and ``rectanglelabels`` (rotation included) become polygon segmentations in pixels,
+``brushlabels`` (Label Studio's own RLE, decoded by :mod:`maskseg_d2.data.labelstudio_rle`) COCO RLE
+dicts. Other result types (keypoints, choices, text, relations ...) and empty brush masks are skipped and
+counted. Sizes are reconciled with the image (:func:`~maskseg_d2.data.images.reconcile_size`:
+EXIF-transposed or resized images are handled and counted). Images are found under the image root
+(searched recursively) by :func:`resolve_image`. See ``/work/shared`` FORMATS.md §2 for the export format.
 """
 from __future__ import annotations
 
 import difflib
-import logging
 import math
 import os
 import re
@@ -32,14 +38,11 @@ from .images import (
     normalize_name,
     reconcile_size,
 )
-from .jsonio import read_json
-from .loading import ClassMapper, LoadResult, LoadStats, finish_load, progress
+from .loading import ClassMapper, LoadStats, progress
 
-__all__ = ["load_labelstudio", "read_labelstudio", "resolve_image", "resolve_relative", "resolve_name",
+__all__ = ["resolve_image", "resolve_relative", "resolve_name",
            "upload_names", "pick_annotation", "rectangle_corners",
-           "tasks_to_dicts", "check_tasks", "PICK_POLICIES", "GEOMETRY_TYPES"]
-
-logger = logging.getLogger(__name__)
+           "tasks_to_dicts", "PICK_POLICIES", "GEOMETRY_TYPES"]
 
 PICK_POLICIES = ("ground_truth_then_latest", "latest", "first")
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
@@ -472,9 +475,9 @@ def tasks_to_dicts(
 ) -> list[dict]:
     """Dataset dicts (class names still pending) from a parsed list of Label Studio tasks.
 
-    The building block of :func:`read_labelstudio` (and of the JSON_MIN importer, which rebuilds
-    tasks): callers share one ``mapper`` and ``stats`` over several files, then call
-    :meth:`ClassMapper.assign`.
+    The building block of :func:`~maskseg_d2.data.formats.read_dataset` for the JSON export (and for
+    JSON_MIN, whose records are rebuilt into tasks): callers share one ``mapper`` and ``stats`` over
+    several files, then call :meth:`ClassMapper.assign`.
 
     Args:
         tasks (list): the parsed export.
@@ -501,94 +504,3 @@ def tasks_to_dicts(
         if d is not None:
             dicts.append(d)
     return dicts
-
-
-def load_labelstudio(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    pick: str = "ground_truth_then_latest",
-    image_key: str | None = None,
-    unknown: str = "error",
-) -> list[dict]:
-    """Load a Label Studio JSON export as Detectron2 dataset dicts.
-
-    One dict per labelled task. Per task, cancelled annotations are ignored and one annotation is
-    chosen by ``pick`` (see :func:`pick_annotation`; default: the ``ground_truth`` one, else the most
-    recently updated). A task without a (non-cancelled) annotation is skipped and counted; an
-    annotation with an empty ``result`` is kept as an image without objects. Polygons and (rotated)
-    rectangles become polygon segmentations in pixels, brush regions COCO RLE dicts. Sizes are
-    reconciled with the image (:func:`~maskseg_d2.data.images.reconcile_size`: EXIF-transposed or
-    resized images are handled and counted). Skipped items (unlabelled tasks, unsupported result
-    types, empty brush masks) and adjustments are reported in one warning.
-
-    Args:
-        json_file (str or PathLike): the export (a JSON list of tasks).
-        image_root (str or PathLike): folder with the photos that were uploaded (searched recursively).
-        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
-        class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
-        pick (str): annotation choice policy, one of :data:`PICK_POLICIES`.
-        image_key (str or None): the task ``data`` field holding the image; None guesses it.
-        unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
-
-    Returns:
-        list[dict]: Detectron2 standard dicts with ``file_name`` (absolute), ``height``, ``width``
-        (EXIF applied), ``image_id`` (the task id; re-assigned by
-        :func:`~maskseg_d2.data.register.register_dataset`) and ``annotations`` (``category_id``
-        contiguous in the order of the class list).
-    """
-    return read_labelstudio(json_file, image_root, classes, class_map, pick, image_key, unknown).dicts
-
-
-def read_labelstudio(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    pick: str = "ground_truth_then_latest",
-    image_key: str | None = None,
-    unknown: str = "error",
-    strict: bool = True,
-) -> LoadResult:
-    """Like :func:`load_labelstudio`, and also return the class list and the counts.
-
-    Args:
-        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising
-            (for the validation report).
-
-    Returns:
-        LoadResult: ``dicts``, ``thing_classes`` (discovered ones when ``classes`` is None), ``skipped``,
-        ``adjusted``, ``problems``.
-    """
-    source = str(json_file)
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
-    tasks = check_tasks(read_json(json_file), source)
-    dicts = tasks_to_dicts(tasks, source, image_root, mapper, stats, pick, image_key)
-    return finish_load(dicts, mapper, stats, "labelstudio", logger)
-
-
-def check_tasks(doc: Any, source: str) -> list:
-    """Return ``doc`` when it is a list of tasks, else raise a one-line error saying what it is.
-
-    Args:
-        doc: the parsed JSON.
-        source (str): the file, named in the error.
-
-    Returns:
-        list: the tasks.
-    """
-    if isinstance(doc, list):
-        return doc
-    raise fail(source, f"top level is a JSON {type(doc).__name__}, not a list of tasks",
-               _not_a_list_hint(doc))
-
-
-def _not_a_list_hint(doc: Any) -> str:
-    if isinstance(doc, dict) and {"images", "annotations", "categories"} <= set(doc):
-        return "this is a COCO file; load it with format: coco (or auto)"
-    if isinstance(doc, dict) and "shapes" in doc:
-        return "this is a LabelMe file; load it with format: labelme (or auto)"
-    if isinstance(doc, dict) and "data" in doc:
-        return "this looks like a single task; export the whole project as 'JSON'"
-    return "export the project as 'JSON' in Label Studio (Export -> JSON)"

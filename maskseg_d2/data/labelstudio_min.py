@@ -1,4 +1,5 @@
-"""Label Studio JSON_MIN export -> Detectron2 dataset dicts.
+"""Label Studio JSON_MIN export -> Label Studio tasks (the ``labelstudio_min`` parser of
+:func:`~maskseg_d2.data.formats.load_dataset`).
 
 JSON_MIN (``Converter.convert_to_json_min`` in label-studio-sdk) writes one record per *non-cancelled
 annotation*, newest first: the task's ``data`` fields at top level, ``id`` (the task), ``annotator``,
@@ -9,24 +10,19 @@ record with ``annotation_id: null``; a task whose annotations were all cancelled
 
 The records are turned back into Label Studio tasks (records of one task id become its annotations;
 the region type is told by the ``*labels`` key of the value) and loaded by the JSON importer, so both
-formats give the same instances. ``ground_truth`` is not exported, so the pick policy falls back to
-the most recently updated annotation.
+formats give the same instances (``image_id`` = the task id). ``ground_truth`` is not exported, so the
+pick policy falls back to the most recently updated annotation: several annotators' records of one task
+are picked by ``updated_at``.
 """
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 from ..errors import UserError, fail
 from .images import IMAGE_EXTENSIONS
-from .jsonio import read_json
-from .labelstudio import tasks_to_dicts
-from .loading import ClassMapper, LoadResult, LoadStats, finish_load
+from .loading import LoadStats
 
-__all__ = ["load_labelstudio_min", "read_labelstudio_min", "is_json_min", "min_records_to_tasks"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["is_json_min", "min_records_to_tasks"]
 
 META_KEYS = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
              "history", "was_cancelled", "completed_by")
@@ -125,62 +121,3 @@ def _add_record(tasks: dict[Any, dict], rec: Any, rwhere: str) -> None:
         "id": rec.get("annotation_id"), "result": results, "was_cancelled": False, "ground_truth": False,
         "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
     })
-
-
-def load_labelstudio_min(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    pick: str = "ground_truth_then_latest",
-    image_key: str | None = None,
-    unknown: str = "error",
-) -> list[dict]:
-    """Load a Label Studio JSON_MIN export as Detectron2 dataset dicts.
-
-    Same result as :func:`~maskseg_d2.data.labelstudio.load_labelstudio` on the JSON export of the
-    same project (except that ``ground_truth`` is unknown: several annotators' records of one task are
-    picked by ``updated_at``).
-
-    Args:
-        json_file (str or PathLike): the JSON_MIN export (a list of records).
-        image_root (str or PathLike): folder with the photos.
-        classes (list[str] or None): class names in id order; None discovers them (sorted labels).
-        class_map (dict[str, str] or None): raw label -> class name (to null: drop the label).
-        pick (str): annotation choice policy (see :func:`~maskseg_d2.data.labelstudio.pick_annotation`).
-        image_key (str or None): the record field holding the image; None guesses it.
-        unknown (str): ``"error"`` or ``"skip"`` for labels outside ``classes``.
-
-    Returns:
-        list[dict]: Detectron2 standard dicts (``image_id`` = task id).
-    """
-    return read_labelstudio_min(json_file, image_root, classes, class_map, pick, image_key, unknown).dicts
-
-
-def read_labelstudio_min(
-    json_file: str | os.PathLike,
-    image_root: str | os.PathLike,
-    classes: list[str] | None = None,
-    class_map: dict[str, str] | None = None,
-    pick: str = "ground_truth_then_latest",
-    image_key: str | None = None,
-    unknown: str = "error",
-    strict: bool = True,
-) -> LoadResult:
-    """Like :func:`load_labelstudio_min`, and also return the class list and the counts.
-
-    Args:
-        strict (bool): False collects invalid items in ``LoadResult.problems`` instead of raising.
-
-    Returns:
-        LoadResult: dicts, thing_classes, skipped, adjusted, problems.
-    """
-    source = str(json_file)
-    records = read_json(json_file)
-    if not isinstance(records, list):
-        raise fail(source, f"top level is a JSON {type(records).__name__}, not a list of JSON_MIN records",
-                   "export the project as JSON_MIN (or JSON) from Label Studio")
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(source, strict)
-    tasks = min_records_to_tasks(records, source, stats)
-    dicts = tasks_to_dicts(tasks, source, image_root, mapper, stats, pick, image_key)
-    return finish_load(dicts, mapper, stats, "labelstudio_min", logger)

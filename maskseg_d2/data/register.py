@@ -333,9 +333,9 @@ def register_dataset(cfg: Any) -> DatasetInfo:
         raise fail(f"dataset.on_error={on_error}", "unknown policy",
                    f"use one of {', '.join(ON_ERROR_POLICIES)}")
     loaded = read_dataset(
-        annotations, fmt, images, list(classes) if classes is not None else None,
-        dict(_plain(_get(cfg, "class_map", {}))), str(_get(cfg, "unknown", "error")),
-        str(_get(cfg, "pick", "ground_truth_then_latest")), _get(cfg, "image_key"),
+        annotations, images, fmt, classes=list(classes) if classes is not None else None,
+        class_map=dict(_plain(_get(cfg, "class_map", {}))), unknown=str(_get(cfg, "unknown", "error")),
+        pick=str(_get(cfg, "pick", "ground_truth_then_latest")), image_key=_get(cfg, "image_key"),
         strict=on_error == "error",
     )
     source = ", ".join(annotations)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from maskseg_d2.data.coco import load_coco, read_coco
+from maskseg_d2.data import load_dataset, read_dataset
 from maskseg_d2.errors import UserError
 
 W, H = 64, 48
@@ -61,7 +61,7 @@ def write(path: Path, doc) -> Path:
 
 def test_polygons_rle_crowd_and_boxes(scene, tools):
     root, blob, crowd = scene
-    res = read_coco(write(root / "coco.json", coco_doc(blob, crowd)), root / "images",
+    res = read_dataset(write(root / "coco.json", coco_doc(blob, crowd)), root / "images", fmt="coco",
                     class_map={"Sign Board": "sign board"})
     assert res.thing_classes == ["car", "sign board"] and res.format == "coco"
     a, b = res.dicts
@@ -83,7 +83,7 @@ def test_polygons_rle_crowd_and_boxes(scene, tools):
 def test_category_ids_with_gaps_and_explicit_classes(scene):
     root, blob, crowd = scene
     path = write(root / "coco.json", coco_doc(blob, crowd, cat_ids=(1, 90)))
-    dicts = load_coco(path, root / "images", classes=["Sign Board", "car"])
+    dicts = load_dataset(path, root / "images", fmt="coco", classes=["Sign Board", "car"])
     assert [a["category_id"] for a in dicts[0]["annotations"]] == [1, 0]
 
 
@@ -92,7 +92,7 @@ def test_file_name_variants(scene, tools):
     doc = coco_doc(blob, crowd)
     doc["images"][0]["file_name"] = str(root / "images" / "a.jpg")  # absolute, inside the root
     doc["images"][1]["file_name"] = "b c.png"  # only the name; the file is in sub/
-    dicts = load_coco(write(root / "coco.json", doc), root / "images")
+    dicts = load_dataset(write(root / "coco.json", doc), root / "images", fmt="coco")
     assert [Path(d["file_name"]).name for d in dicts] == ["a.jpg", "b c.png"]
 
 
@@ -115,7 +115,7 @@ def test_errors_name_file_and_item(scene, edit, needles):
     edit(doc)
     path = write(root / "coco.json", doc)
     with pytest.raises(UserError) as e:
-        load_coco(path, root / "images")
+        load_dataset(path, root / "images", fmt="coco")
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg
     for n in needles:
@@ -130,7 +130,7 @@ def test_resized_images_rescale_polygons_and_rle(scene, tools):
     rle = mask_util.encode(np.asfortranarray(big.astype(np.uint8)))
     doc["annotations"][0]["segmentation"] = [[2 * v for p in TRI for v in p]]
     doc["annotations"][1]["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
-    res = read_coco(write(root / "coco.json", doc), root / "images")
+    res = read_dataset(write(root / "coco.json", doc), root / "images", fmt="coco")
     tri, mask = res.dicts[0]["annotations"]
     np.testing.assert_allclose(np.reshape(tri["segmentation"][0], (-1, 2)), TRI)
     np.testing.assert_array_equal(tools.annotation_mask(mask, H, W), blob)

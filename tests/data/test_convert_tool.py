@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg_d2.data.coco import load_coco
+from maskseg_d2.data import load_dataset
 from maskseg_d2.data.convert import convert
-from maskseg_d2.data.labelstudio import load_labelstudio
 from maskseg_d2.errors import UserError
 from helpers.forked_tool import run_cases
 
@@ -46,9 +45,9 @@ def test_convert_labelstudio_to_coco_round_trip(demo_root, tmp_path, tools):
     assert any(" " in im["file_name"] for im in doc["images"])  # the demo has spaced/unicode names
     assert summary.num_images == 16 and summary.num_annotations == len(doc["annotations"])
     assert all(a["area"] > 0 and a["bbox"][2] > 0 for a in doc["annotations"])
-    source = {Path(d["file_name"]).name: d for d in load_labelstudio(demo_root / "labelstudio.json",
-                                                                     demo_root / "images", classes=CLASSES)}
-    ours = {Path(d["file_name"]).name: d for d in load_coco(out, demo_root / "images", classes=CLASSES)}
+    source = {Path(d["file_name"]).name: d for d in load_dataset(demo_root / "labelstudio.json", demo_root / "images",
+                                                                 fmt="labelstudio", classes=CLASSES)}
+    ours = {Path(d["file_name"]).name: d for d in load_dataset(out, demo_root / "images", fmt="coco", classes=CLASSES)}
     d2 = {Path(d["file_name"]).name: d for d in load_coco_json(str(out), str(demo_root / "images"))}
     assert set(source) == set(ours) == set(d2)
     for name, d in source.items():

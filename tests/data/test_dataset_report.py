@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from maskseg_d2.data.formats import read_dataset
+from maskseg_d2.data import read_dataset
 from maskseg_d2.data.dataset_report import write_report
 
 W, H = 80, 60

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from detectron2.data.detection_utils import read_image
+from maskseg_d2.data import read_dataset
 from maskseg_d2.data.images import EXIF_NOTE, RESCALE_NOTE, read_image_size, reconcile_size
-from maskseg_d2.data.labelme import read_labelme
-from maskseg_d2.data.labelstudio import read_labelstudio
 from maskseg_d2.data.loading import LoadStats
 from maskseg_d2.errors import UserError
 
@@ -58,7 +57,7 @@ def _shape(points, label="car", shape_type="polygon", **kw):
 def test_labelme_on_exif_rotated_jpeg(tmp_path, tools):
     """LabelMe shows (and sizes) the photo upright: polygons are display pixels, sizes agree."""
     tools.write_photo(tmp_path / "rot.jpg", RAW_W, RAW_H, 6)
-    res = read_labelme(_labelme(tmp_path, [_shape(POLY)], w=60, h=80))
+    res = read_dataset(_labelme(tmp_path, [_shape(POLY)], w=60, h=80), fmt="labelme")
     (d,) = res.dicts
     assert (d["height"], d["width"]) == (80, 60) == read_image(d["file_name"]).shape[:2]
     np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), POLY)
@@ -68,7 +67,7 @@ def test_labelme_on_exif_rotated_jpeg(tmp_path, tools):
 def test_labelme_size_recorded_before_rotation(tmp_path, tools, caplog):
     tools.write_photo(tmp_path / "rot.jpg", RAW_W, RAW_H, 6)
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_labelme(_labelme(tmp_path, [_shape(POLY)], w=RAW_W, h=RAW_H))
+        res = read_dataset(_labelme(tmp_path, [_shape(POLY)], w=RAW_W, h=RAW_H), fmt="labelme")
     (d,) = res.dicts
     assert (d["height"], d["width"]) == (80, 60)
     np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), POLY)
@@ -80,7 +79,7 @@ def test_labelme_drawn_on_unrotated_photo_is_an_error(tmp_path, tools):
     raw_poly = [(5, 5), (75, 5), (75, 50)]  # x up to 75: only fits the stored 80 x 60 pixels
     path = _labelme(tmp_path, [_shape(raw_poly)], w=RAW_W, h=RAW_H)
     with pytest.raises(UserError) as e:
-        read_labelme(path)
+        read_dataset(path, fmt="labelme")
     msg = str(e.value)
     assert str(path) in msg and "shape 0" in msg and "un-rotated" in msg and "exif_transpose" in msg
 
@@ -94,7 +93,7 @@ def test_labelstudio_size_recorded_before_rotation(tmp_path, tools):
     tasks = [{"id": 3, "data": {"image": "/data/upload/1/0a1b2c3d-rot.jpg"},
               "annotations": [{"id": 1, "result": [result]}]}]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    res = read_labelstudio(tmp_path / "ls.json", tmp_path / "images")
+    res = read_dataset(tmp_path / "ls.json", tmp_path / "images", fmt="labelstudio")
     (d,) = res.dicts
     assert (d["height"], d["width"]) == (80, 60)
     np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), POLY, atol=1e-9)
@@ -113,7 +112,7 @@ def test_labelme_resized_photo_rescales_polygons_and_masks(tmp_path, tools):
     Image.fromarray(crop).save(buf, format="PNG")
     shapes = [_shape([(20, 20), (140, 20), (140, 100)]),
               _shape([(40, 60), (79, 79)], "sign", "mask", mask=base64.b64encode(buf.getvalue()).decode())]
-    res = read_labelme(_labelme(tmp_path, shapes, w=160, h=120, name="small.jpg"))
+    res = read_dataset(_labelme(tmp_path, shapes, w=160, h=120, name="small.jpg"), fmt="labelme")
     poly, mask = res.dicts[0]["annotations"]
     np.testing.assert_allclose(np.reshape(poly["segmentation"][0], (-1, 2)), [(10, 10), (70, 10), (70, 50)])
     expected = np.zeros((60, 80), bool)
@@ -126,7 +125,7 @@ def test_exif_rotated_and_resized(tmp_path, tools):
     """Recorded before rotation at twice the size: LabelMe pixels halve, LS percentages just follow."""
     tools.write_photo(tmp_path / "rot.jpg", RAW_W, RAW_H, 6)
     double = [(2 * x, 2 * y) for x, y in POLY]  # drawn on the upright photo at 120 x 160
-    res = read_labelme(_labelme(tmp_path, [_shape(double)], w=2 * RAW_W, h=2 * RAW_H))
+    res = read_dataset(_labelme(tmp_path, [_shape(double)], w=2 * RAW_W, h=2 * RAW_H), fmt="labelme")
     (d,) = res.dicts
     assert (d["height"], d["width"]) == (80, 60)
     np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), POLY)

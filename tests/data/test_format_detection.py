@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from maskseg_d2.data.formats import detect_format, read_dataset
-from maskseg_d2.data.labelstudio_min import load_labelstudio_min
+from maskseg_d2.data import detect_format, load_dataset, read_dataset
 from maskseg_d2.data.loading import PROGRESS_MIN_ITEMS, progress
 from maskseg_d2.errors import UserError
 
@@ -59,11 +58,11 @@ def test_detect_every_format(folder):
 def test_explicit_format_must_match_content(folder):
     path = write(folder / "ls.json", [ls_task(1, "a.jpg")])
     with pytest.raises(UserError) as e:
-        read_dataset(path, "coco", folder / "images")
+        read_dataset(path, folder / "images", fmt="coco")
     assert str(e.value) == (f"{path}: this is a Label Studio JSON export, not a COCO instances file — "
                             "set the format to labelstudio (or auto)")
     with pytest.raises(UserError) as e:
-        read_dataset(path, "auto", None)
+        read_dataset(path, None, fmt="auto")
     assert "needs the image folder" in str(e.value) and "--image-root" in str(e.value)
 
 
@@ -73,7 +72,7 @@ def test_json_min_records_picked_like_json(folder):
                {"image": "/data/upload/1/0123abcd-b.jpg", "id": 2, "annotator": None, "annotation_id": None,
                 "created_at": None, "updated_at": None, "lead_time": None},  # task without annotations
                dict(min_record(3, "c.jpg"), poly=[], ch="day")]  # empty annotation, a Choices answer
-    dicts = load_labelstudio_min(write(folder / "min.json", records), folder / "images",
+    dicts = load_dataset(write(folder / "min.json", records), folder / "images", fmt="labelstudio_min",
                                  classes=["car", "sign"])
     got = [(d["image_id"], [a["category_id"] for a in d["annotations"]]) for d in dicts]
     assert got == [(1, [1]), (3, [])]

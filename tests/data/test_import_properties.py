@@ -34,7 +34,7 @@ from PIL import Image
 
 from maskseg_d2.data import labelstudio_rle
 from maskseg_d2.data.coco_rle import coco_rle_totals
-from maskseg_d2.data.formats import read_dataset
+from maskseg_d2.data import read_dataset
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util
 
@@ -142,7 +142,7 @@ class Exports:
         """Load one export given as JSON text (a LabelMe file next to its photo: imagePath is relative)."""
         path = (self.images / "_mutated.json") if fmt == "labelme" else (self.root / f"_mutated_{fmt}.json")
         path.write_text(text, encoding="utf-8")
-        return read_dataset([str(path)], fmt, str(self.images), CLASSES, strict=strict)
+        return read_dataset([str(path)], str(self.images), fmt, classes=CLASSES, strict=strict)
 
     def instances(self, result) -> dict[str, list[tuple[str, np.ndarray]]]:
         """image name -> [(class, mask)] of a load."""

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from maskseg_d2.data.geometry import rasterize_polygons
-from maskseg_d2.data.labelme import CACHE_DIR, circle_polygon, load_labelme, read_labelme
+from maskseg_d2.data import load_dataset, read_dataset
+from maskseg_d2.data.labelme import CACHE_DIR, circle_polygon
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util
 
@@ -95,7 +96,7 @@ def test_polygon_rectangle_oriented(folder):
     f = write_labelme(folder / "street.json", [
         shape("car", poly), shape("sign", [(75, 25), (60, 5)], "rectangle"),
         shape("car", oriented, "oriented_rectangle")])
-    res = read_labelme(folder)
+    res = read_dataset(folder, fmt="labelme")
     assert res.thing_classes == ["car", "sign"]
     (d,) = res.dicts
     assert d["file_name"] == str(folder / "street.jpg") and (d["height"], d["width"]) == (H, W)
@@ -114,7 +115,7 @@ def test_circle(folder):
     cx, cy, r = 40.0, 30.0, 20.0
     rim = (cx + r * 0.6, cy + r * 0.8)
     write_labelme(folder / "street.json", [shape("wheel", [(cx, cy), rim], "circle")])
-    (ann,) = load_labelme(folder)[0]["annotations"]
+    (ann,) = load_dataset(folder, fmt="labelme")[0]["annotations"]
     pts = np.reshape(ann["segmentation"][0], (-1, 2))
     np.testing.assert_allclose(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy), r)  # vertices on the circle
     n = len(pts)
@@ -131,7 +132,7 @@ def test_mask_shape_pasted_at_top_left(folder):
     x1, y1 = 30, 15
     write_labelme(folder / "street.json", [
         shape("car", [(x1, y1), (x1 + 19, y1 + 11)], "mask", mask=png_b64(crop))])
-    (ann,) = load_labelme(folder)[0]["annotations"]
+    (ann,) = load_dataset(folder, fmt="labelme")[0]["annotations"]
     expected = np.zeros((H, W), bool)
     expected[y1:y1 + 12, x1:x1 + 20] = crop
     assert isinstance(ann["segmentation"], dict)
@@ -149,7 +150,7 @@ def test_group_id_union(folder):
         shape("car", b),                                                # no group: its own instance
         shape("car", [(70, 50), (60, 40)], "rectangle", group_id=2),    # rectangle + mask -> one RLE
         shape("car", [(50, 30), (59, 39)], "mask", group_id=2, mask=png_b64(crop))])
-    res = read_labelme(f)
+    res = read_dataset(f, fmt="labelme")
     anns = res.dicts[0]["annotations"]
     assert len(anns) == 4
     split_car, sign, lone_car, mixed = anns
@@ -168,7 +169,7 @@ def test_line_and_points_skipped_and_counted(folder, caplog):
         shape("car", [(10, 10), (50, 12), (45, 40)]), shape("lane", [(0, 0), (10, 10)], "line"),
         shape("lane", [(0, 0), (10, 10), (20, 5)], "linestrip"), shape("tip", [(3, 3)], "point")])
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_labelme(folder)
+        res = read_dataset(folder, fmt="labelme")
     assert res.thing_classes == ["car"] and len(res.dicts[0]["annotations"]) == 1
     assert res.skipped == {"line shape": 1, "linestrip shape": 1, "point shape": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -182,7 +183,7 @@ def test_windows_image_path(tmp_path):
     write_image(tmp_path / "images" / "sub" / "a.jpg")
     write_labelme(tmp_path / "labelme" / "a.json", [shape("car", [(1, 1), (9, 1), (9, 9)])],
                   image_path="..\\images\\sub\\a.jpg")
-    (d,) = load_labelme(tmp_path / "labelme")
+    (d,) = load_dataset(tmp_path / "labelme", fmt="labelme")
     assert Path(d["file_name"]) == tmp_path / "images" / "sub" / "a.jpg"
 
 
@@ -190,11 +191,11 @@ def test_embedded_image_data_decoded_once(tmp_path):
     data = base64.b64encode(image_bytes(".png")).decode()
     f = write_labelme(tmp_path / "labelme" / "photo.json", [shape("car", [(1, 1), (9, 1), (9, 9)])],
                       image_path="C:\\Users\\me\\Pictures\\photo.png", image_data=data)
-    (d,) = load_labelme([f])
+    (d,) = load_dataset([f], fmt="labelme")
     cached = tmp_path / "labelme" / CACHE_DIR / "photo.png"
     assert d["file_name"] == str(cached) and cached.read_bytes() == base64.b64decode(data)
     mtime = cached.stat().st_mtime_ns
-    load_labelme(tmp_path / "labelme")  # the cache folder is hidden: not searched for JSON
+    load_dataset(tmp_path / "labelme", fmt="labelme")  # the cache folder is hidden: not searched for JSON
     assert cached.stat().st_mtime_ns == mtime
 
 
@@ -202,14 +203,14 @@ def test_missing_image(tmp_path):
     write_image(tmp_path / "labelme" / "street_01.jpg")
     f = write_labelme(tmp_path / "labelme" / "a.json", [], image_path="street_1.jpg")
     with pytest.raises(UserError) as e:
-        load_labelme(tmp_path / "labelme")
+        load_dataset(tmp_path / "labelme", fmt="labelme")
     assert_one_line_error(e, str(f), "street_1.jpg", "closest: street_01.jpg")
 
 
 def test_size_mismatch(folder):
     f = write_labelme(folder / "street.json", [], w=W + 1)
     with pytest.raises(UserError) as e:
-        load_labelme(folder)
+        load_dataset(folder, fmt="labelme")
     assert_one_line_error(e, str(f), "81x60", "80x60")
 
 
@@ -220,23 +221,23 @@ def test_two_point_polygon(folder):
     f = write_labelme(folder / "street.json",
                       [shape("car", [(1, 1), (9, 1), (9, 9)]), shape("car", [(1, 1), (5, 5)])])
     with pytest.raises(UserError) as e:
-        load_labelme(folder)
+        load_dataset(folder, fmt="labelme")
     assert_one_line_error(e, str(f), "shape 1", "2 point(s)")
 
 
 def test_unknown_label(folder):
     f = write_labelme(folder / "street.json", [shape("tree", [(1, 1), (9, 1), (9, 9)])])
     with pytest.raises(UserError) as e:
-        load_labelme(folder, classes=["car"])
+        load_dataset(folder, fmt="labelme", classes=["car"])
     assert_one_line_error(e, str(folder), "'tree' (1×", f"{f} shape 0", "class_map")
 
 
 def test_not_labelme_and_truncated(folder):
     (folder / "street.json").write_text('{"shapes": [')
     with pytest.raises(UserError) as e:
-        load_labelme(folder)
+        load_dataset(folder, fmt="labelme")
     assert_one_line_error(e, str(folder / "street.json"), "invalid JSON")
     (folder / "street.json").write_text('{"images": []}')
     with pytest.raises(UserError) as e:
-        load_labelme(folder)
+        load_dataset(folder, fmt="labelme")
     assert_one_line_error(e, str(folder / "street.json"), "not a LabelMe file")

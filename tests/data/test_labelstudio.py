@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from maskseg_d2.data.geometry import rasterize_polygons
-from maskseg_d2.data.labelstudio import load_labelstudio, pick_annotation, read_labelstudio, resolve_image
+from maskseg_d2.data import load_dataset, read_dataset
+from maskseg_d2.data.labelstudio import pick_annotation, resolve_image
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util
 
@@ -106,7 +107,7 @@ SIGN = [(60, 5), (75, 5), (75, 25), (60, 25)]
 def test_polygons_loaded_in_pixels(tmp_path, images):
     export = write_export(tmp_path, [task(7, "/data/upload/3/e97d4735-street.jpg", [annotation([
         polygon_result(CAR, "car", "a"), polygon_result(SIGN, " sign board ", "b")])])])
-    res = read_labelstudio(export, images)
+    res = read_dataset(export, images, fmt="labelstudio")
     assert res.thing_classes == ["car", "sign board"]  # discovered, stripped, sorted
     (d,) = res.dicts
     assert d["file_name"] == str(images / "street.jpg")
@@ -124,7 +125,7 @@ def test_rotated_rectangle_corners(tmp_path, images):
     x, y, bw, bh = 20.0, 10.0, 30.0, 16.0
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([
         rect_result(x, y, bw, bh, 30, "car"), rect_result(5, 5, 10, 10, 0, "car", "b2")])])])
-    rotated, plain = load_labelstudio(export, images)[0]["annotations"]
+    rotated, plain = load_dataset(export, images, fmt="labelstudio")[0]["annotations"]
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
     # clockwise on screen (y down): the top edge goes right and DOWN
     expected = [(x, y), (x + bw * c, y + bw * s), (x + bw * c - bh * s, y + bw * s + bh * c),
@@ -147,7 +148,7 @@ def test_brush_rle_becomes_coco_rle(tmp_path, images):
               "original_width": W, "original_height": H, "image_rotation": 0,
               "value": {"format": "rle", "rle": mask_to_brush_rle(mask), "brushlabels": ["car"]}}
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([result])])])
-    (ann,) = load_labelstudio(export, images)[0]["annotations"]
+    (ann,) = load_dataset(export, images, fmt="labelstudio")[0]["annotations"]
     assert isinstance(ann["segmentation"], dict) and isinstance(ann["segmentation"]["counts"], str)
     np.testing.assert_array_equal(decode_segmentation(ann), mask)
     assert ann["bbox"] == [5.0, 20.0, 66.0, 30.0]
@@ -164,7 +165,7 @@ def test_upload_names_with_spaces_and_non_ascii(tmp_path):
     uris = ["/data/upload/3/e97d4735-my_photo_1.jpg", "/data/upload/3/0a1b2c3d-panneau_%C3%A9t%C3%A9.png",
             "/storage-data/uploaded/?filepath=upload/3/0a1b2c3d-other.jpg"]
     export = write_export(tmp_path, [task(i, u, [annotation([])]) for i, u in enumerate(uris)])
-    names = [Path(d["file_name"]).relative_to(root).as_posix() for d in load_labelstudio(export, root)]
+    names = [Path(d["file_name"]).relative_to(root).as_posix() for d in load_dataset(export, root, fmt="labelstudio")]
     assert names == ["my photo (1).jpg", "sub/panneau été.png", "other.jpg"]
 
 
@@ -187,7 +188,7 @@ def test_path_traversal_rejected(tmp_path, uri):
     write_image(tmp_path / "secret.jpg")
     export = write_export(tmp_path, [task(12, uri, [annotation([])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, root)
+        load_dataset(export, root, fmt="labelstudio")
     assert_one_line_error(e, str(export), "task 12", "image folder")
 
 
@@ -197,7 +198,7 @@ def test_missing_image_lists_candidates(tmp_path):
         write_image(root / n)
     export = write_export(tmp_path, [task(5, "/data/upload/3/abcdef12-car_01.jpg", [annotation([])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, root)
+        load_dataset(export, root, fmt="labelstudio")
     msg = assert_one_line_error(e, str(export), "task 5", "car_01.jpg", "car_02.jpg", "car_1.jpg")
     assert "tree.jpg" not in msg
 
@@ -208,7 +209,7 @@ def test_ambiguous_name(tmp_path):
     write_image(root / "b" / "x.jpg")
     export = write_export(tmp_path, [task(9, "http://host/data/x.jpg", [annotation([])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, root)
+        load_dataset(export, root, fmt="labelstudio")
     assert_one_line_error(e, str(export), "task 9", "a/x.jpg", "b/x.jpg")
 
 
@@ -216,7 +217,7 @@ def test_size_mismatch(tmp_path, images):
     export = write_export(tmp_path, [task(4, "/data/upload/3/e97d4735-street.jpg",
                                           [annotation([polygon_result(CAR, "car", w=W * 2, h=H)])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images)
+        load_dataset(export, images, fmt="labelstudio")
     assert_one_line_error(e, str(export), "task 4", "160x60", "80x60", "aspect ratio")
 
 
@@ -226,7 +227,7 @@ def test_resized_photo_rescaled_and_counted(tmp_path, images, caplog):
     export = write_export(tmp_path, [task(4, "/data/upload/3/e97d4735-street.jpg",
                                           [annotation([polygon_result(big, "car", w=W * 2, h=H * 2)])])])
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_labelstudio(export, images)
+        res = read_dataset(export, images, fmt="labelstudio")
     (d,) = res.dicts
     assert (d["height"], d["width"]) == (H, W)
     np.testing.assert_allclose(np.reshape(d["annotations"][0]["segmentation"][0], (-1, 2)), CAR, atol=1e-9)
@@ -242,7 +243,7 @@ def test_brush_on_resized_photo(tmp_path, images):
     result = {"id": "br", "type": "brushlabels", "original_width": W * 2, "original_height": H * 2,
               "value": {"format": "rle", "rle": mask_to_brush_rle(big), "brushlabels": ["car"]}}
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([result])])])
-    (ann,) = load_labelstudio(export, images)[0]["annotations"]
+    (ann,) = load_dataset(export, images, fmt="labelstudio")[0]["annotations"]
     expected = np.zeros((H, W), bool)
     expected[20:40, 30:70] = True
     np.testing.assert_array_equal(decode_segmentation(ann), expected)
@@ -253,7 +254,7 @@ def test_unknown_label_skip_policy(tmp_path, images, caplog):
         polygon_result(CAR, "car"), polygon_result(SIGN, "tree", "t1"),
         polygon_result(SIGN, "tree", "t2")])])])
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_labelstudio(export, images, classes=["sign board", "car"], unknown="skip")
+        res = read_dataset(export, images, fmt="labelstudio", classes=["sign board", "car"], unknown="skip")
     assert res.thing_classes == ["sign board", "car"]
     assert [a["category_id"] for a in res.dicts[0]["annotations"]] == [1]
     assert res.skipped == {"unknown label 'tree'": 2}
@@ -267,7 +268,7 @@ def test_lenient_load_collects_every_problem(tmp_path, images):
         task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([
             nan, polygon_result([(1, 1), (5, 5)], "car", "r2"), polygon_result(SIGN, "sign", "ok")])]),
         task(2, "/data/upload/3/e97d4735-gone.jpg", [annotation([polygon_result(CAR, "car")])])])
-    res = read_labelstudio(export, images, strict=False)
+    res = read_dataset(export, images, fmt="labelstudio", strict=False)
     assert [k for k, _ in res.problems] == ["NaN coordinate", "fewer than 3 points", "image or task"]
     assert "result r9" in res.problems[0][1] and "task 2" in res.problems[2][1]
     assert len(res.dicts) == 1 and len(res.dicts[0]["annotations"]) == 1  # the valid region survives
@@ -278,7 +279,7 @@ def test_upload_name_with_hash_prefix_kept_on_disk(tmp_path):
     root = tmp_path / "images"
     write_image(root / "e97d4735-street.jpg")
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([])])])
-    assert load_labelstudio(export, root)[0]["file_name"] == str(root / "e97d4735-street.jpg")
+    assert load_dataset(export, root, fmt="labelstudio")[0]["file_name"] == str(root / "e97d4735-street.jpg")
 
 
 # ------------------------------------------------------------------------------ annotations & tasks
@@ -289,7 +290,7 @@ def test_cancelled_annotation_ignored(tmp_path, images):
         annotation([polygon_result(SIGN, "sign")], aid=1, was_cancelled=True,
                    updated_at="2025-01-01T00:00:00Z"),
         annotation([polygon_result(CAR, "car")], aid=2)])])
-    res = read_labelstudio(export, images)
+    res = read_dataset(export, images, fmt="labelstudio")
     assert res.thing_classes == ["car"]
     assert len(res.dicts[0]["annotations"]) == 1
 
@@ -310,8 +311,8 @@ def test_ground_truth_wins_when_loading(tmp_path, images):
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [
         annotation([polygon_result(CAR, "car")], aid=1, ground_truth=True),
         annotation([polygon_result(SIGN, "sign")], aid=2, updated_at="2025-01-01T00:00:00Z")])])
-    assert read_labelstudio(export, images).thing_classes == ["car"]
-    assert read_labelstudio(export, images, pick="latest").thing_classes == ["sign"]
+    assert read_dataset(export, images, fmt="labelstudio").thing_classes == ["car"]
+    assert read_dataset(export, images, fmt="labelstudio", pick="latest").thing_classes == ["sign"]
 
 
 def test_unlabelled_and_unsupported_counted_in_one_warning(tmp_path, images, caplog):
@@ -324,7 +325,7 @@ def test_unlabelled_and_unsupported_counted_in_one_warning(tmp_path, images, cap
         task(2, "/data/upload/3/e97d4735-missing.jpg", []),
         task(3, "/data/upload/3/e97d4735-missing.jpg", [annotation([], was_cancelled=True)])])
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_labelstudio(export, images)
+        res = read_dataset(export, images, fmt="labelstudio")
     assert len(res.dicts) == 1 and len(res.dicts[0]["annotations"]) == 1
     assert res.skipped == {"unlabelled task": 2, "keypointlabels result": 1, "choices result": 1}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -334,14 +335,15 @@ def test_unlabelled_and_unsupported_counted_in_one_warning(tmp_path, images, cap
 
 def test_empty_result_kept_as_background_image(tmp_path, images):
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([])])])
-    (d,) = load_labelstudio(export, images, classes=["car"])
+    (d,) = load_dataset(export, images, fmt="labelstudio", classes=["car"])
     assert d["annotations"] == [] and (d["height"], d["width"]) == (H, W)
 
 
 def test_class_map_and_classes(tmp_path, images):
     export = write_export(tmp_path, [task(1, "/data/upload/3/e97d4735-street.jpg", [annotation([
         polygon_result(CAR, "Car"), polygon_result(SIGN, "junk", "b")])])])
-    (d,) = load_labelstudio(export, images, classes=["sign", "car"], class_map={"Car": "car", "junk": None})
+    (d,) = load_dataset(export, images, fmt="labelstudio", classes=["sign", "car"],
+                        class_map={"Car": "car", "junk": None})
     assert [a["category_id"] for a in d["annotations"]] == [1]
 
 
@@ -354,7 +356,7 @@ def test_nan_coordinate(tmp_path, images):
     export = write_export(tmp_path, [task(3, "/data/upload/3/e97d4735-street.jpg", [annotation([bad])])])
     assert "NaN" in export.read_text()  # what json.dumps writes (and Label Studio's Python side accepts)
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images)
+        load_dataset(export, images, fmt="labelstudio")
     assert_one_line_error(e, str(export), "task 3", "result r9", "NaN")
 
 
@@ -362,7 +364,7 @@ def test_two_point_polygon(tmp_path, images):
     export = write_export(tmp_path, [task(3, "/data/upload/3/e97d4735-street.jpg", [annotation([
         polygon_result(CAR, "car", "ok"), polygon_result([(1, 1), (5, 5)], "car", "r2")])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images)
+        load_dataset(export, images, fmt="labelstudio")
     assert_one_line_error(e, str(export), "task 3", "result r2", "#1", "2 point(s)")
 
 
@@ -371,7 +373,7 @@ def test_unknown_label(tmp_path, images):
         polygon_result(CAR, "car"), polygon_result(SIGN, "tree", "t1"),
         polygon_result(SIGN, "tree", "t2")])])])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images, classes=["car", "sign board"])
+        load_dataset(export, images, fmt="labelstudio", classes=["car", "sign board"])
     assert_one_line_error(e, str(export), "'tree' (2×", "task 8", "classes", "class_map")
 
 
@@ -380,7 +382,7 @@ def test_truncated_json(tmp_path, images):
         polygon_result(CAR, "car")])])])
     export.write_text(export.read_text()[:-25])
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images)
+        load_dataset(export, images, fmt="labelstudio")
     assert_one_line_error(e, str(export), "invalid JSON at line 1 column", "truncated")
 
 
@@ -388,5 +390,6 @@ def test_top_level_not_a_list(tmp_path, images):
     export = tmp_path / "labelstudio.json"
     export.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     with pytest.raises(UserError) as e:
-        load_labelstudio(export, images)
-    assert_one_line_error(e, str(export), "not a list of tasks", "COCO", "format: coco")
+        load_dataset(export, images, fmt="labelstudio")
+    assert_one_line_error(e, str(export), "this is a COCO instances file, not a Label Studio JSON export",
+                          "set the format to coco")

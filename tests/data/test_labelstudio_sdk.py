@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 
 from maskseg_d2.data import labelstudio_rle
-from maskseg_d2.data.formats import read_dataset
-from maskseg_d2.data.labelstudio import read_labelstudio
-from maskseg_d2.data.labelstudio_min import read_labelstudio_min
+from maskseg_d2.data import read_dataset
 
 CLASSES = ["car", "sign board"]
 CONFIG = """<View><Image name="image" value="$image"/>
@@ -231,7 +229,7 @@ def test_our_codec_matches_the_sdk(exports):
 
 
 def test_json_export(exports, tools):
-    res = read_labelstudio(exports["json"], exports["photos"], classes=CLASSES)
+    res = read_dataset(exports["json"], exports["photos"], fmt="labelstudio", classes=CLASSES)
     _check_instances(res.dicts, res.thing_classes, exports["expected"], tools)
     exif = next(d for d in res.dicts if d["image_id"] == 11)
     assert (exif["height"], exif["width"]) == (EXIF_H, EXIF_W)
@@ -240,16 +238,16 @@ def test_json_export(exports, tools):
 
 
 def test_json_min_export_gives_the_same_instances(exports, tools):
-    res = read_labelstudio_min(exports["min"], exports["photos"], classes=CLASSES)
+    res = read_dataset(exports["min"], exports["photos"], fmt="labelstudio_min", classes=CLASSES)
     _check_instances(res.dicts, res.thing_classes, exports["expected"], tools)
     assert res.skipped == {"unlabelled task": 1, "keypointlabels result": 1}
-    by_format = read_dataset(exports["min"], "labelstudio", exports["photos"], CLASSES)  # family accepted
+    by_format = read_dataset(exports["min"], exports["photos"], fmt="labelstudio", classes=CLASSES)  # family accepted
     assert by_format.format == "labelstudio_min" and len(by_format.dicts) == 4
 
 
 def test_coco_export(exports, tools, caplog):
     with caplog.at_level(logging.WARNING, logger="maskseg_d2"):
-        res = read_dataset(exports["coco"], "auto", exports["photos"])
+        res = read_dataset(exports["coco"], exports["photos"], fmt="auto")
     assert res.format == "labelstudio_coco"
     assert res.thing_classes == CLASSES  # its categories also hold the Choices; only used ones count
     by_name = {Path(d["file_name"]).name: d for d in res.dicts}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from maskseg_d2.data import load_labelme, load_labelstudio
+from maskseg_d2.data import load_dataset
 
 
 def _masks(record):
@@ -27,8 +27,8 @@ def _iou(a, b):
 @pytest.fixture(scope="module")
 def loaded(demo_root):
     classes = ["car", "sign board"]
-    ls = load_labelstudio(demo_root / "labelstudio.json", demo_root / "images", classes=classes)
-    lm = load_labelme(demo_root / "labelme", classes=classes)
+    ls = load_dataset(demo_root / "labelstudio.json", demo_root / "images", fmt="labelstudio", classes=classes)
+    lm = load_dataset(demo_root / "labelme", fmt="labelme", classes=classes)
     truth = json.loads((demo_root / "truth.json").read_text())
     return ls, lm, truth
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskseg_d2.data import load_labelstudio
+from maskseg_d2.data import load_dataset
 from maskseg_d2.data.images import normalize_name
 from maskseg_d2.data.labelstudio import upload_names
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter, read_bgr
@@ -46,7 +46,7 @@ def photos(demo_root, labelstudio) -> tuple[Path, dict[str, Detections]]:
 
     records = {
         Path(r["file_name"]).name: r
-        for r in load_labelstudio(demo_root / "labelstudio.json", demo_root / "images", classes=CLASSES)
+        for r in load_dataset(demo_root / "labelstudio.json", demo_root / "images", fmt="labelstudio", classes=CLASSES)
     }
     names = sorted(n for n in records if records[n]["annotations"])
     chosen = [n for n in names if " " in n][:1] + [n for n in names if " " not in n][:3]
@@ -112,7 +112,7 @@ def _check_export(
 
     from maskseg_d2.data.geometry import rasterize_polygons
 
-    loaded = load_labelstudio(path, folder, classes=CLASSES)
+    loaded = load_dataset(path, folder, fmt="labelstudio", classes=CLASSES)
     assert sorted(Path(d["file_name"]).name for d in loaded) == sorted(dets)
     for d in loaded:
         ours = dets[Path(d["file_name"]).name]

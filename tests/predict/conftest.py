@@ -185,7 +185,7 @@ def check_outputs(
 
     import cv2
 
-    from maskseg_d2.data import load_labelme, load_labelstudio
+    from maskseg_d2.data import load_dataset
     from maskseg_d2.predict.outputs import class_slug
     from maskseg_d2.predict.sources import output_stems
 
@@ -223,8 +223,8 @@ def check_outputs(
         t["annotations"] = [{"id": 1, "result": pred["result"], "was_cancelled": False}]
     export = out / "ls_accepted.json"
     export.write_text(json.dumps(tasks))
-    ls = {d["file_name"]: d for d in load_labelstudio(export, input_root, classes=classes)}
-    lm = {d["file_name"]: d for d in load_labelme(out / "labelme", classes=classes)}
+    ls = {d["file_name"]: d for d in load_dataset(export, input_root, fmt="labelstudio", classes=classes)}
+    lm = {d["file_name"]: d for d in load_dataset(out / "labelme", fmt="labelme", classes=classes)}
     for name in names:
         key = os.path.abspath(name)
         for source, d in (("labelstudio", ls[key]), ("labelme", lm[key])):

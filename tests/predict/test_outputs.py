@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskseg_d2.data import load_labelme, load_labelstudio
+from maskseg_d2.data import load_dataset
 from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.labelstudio_rle import rle_to_mask
 from maskseg_d2.errors import UserError
@@ -113,7 +113,7 @@ def test_output_names():
 @pytest.fixture(scope="module")
 def gt_as_predictions(demo_root, tmp_path_factory):
     """The demo's Label Studio ground truth written by OutputWriter as if it had been predicted."""
-    records = load_labelstudio(demo_root / "labelstudio.json", demo_root / "images", classes=CLASSES)[:6]
+    records = load_dataset(demo_root / "labelstudio.json", demo_root / "images", fmt="labelstudio", classes=CLASSES)[:6]
     root = tmp_path_factory.mktemp("gt") / "photos"
     root.mkdir()
     for r in records:
@@ -182,7 +182,7 @@ def test_labelme_next_to_images_never_overwrites(gt_as_predictions, tmp_path):
     assert len(files["labelme"]) == len(names) - 1
     doc = json.loads(Path(files["labelme"][0]).read_text())
     assert doc["imagePath"] == names[1] and doc["shapes"] == []
-    assert len(load_labelme(files["labelme"], classes=CLASSES)) == len(names) - 1
+    assert len(load_dataset(files["labelme"], fmt="labelme", classes=CLASSES)) == len(names) - 1
 
 
 def test_writer_rejects_bad_options(tmp_path):
