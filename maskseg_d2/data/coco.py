@@ -36,7 +36,7 @@ from ..errors import UserError, fail
 from .coco_rle import RLEStringError, coco_rle_totals
 from .geometry import mask_annotation, polygons_annotation, rle_annotation, validate_polygon
 from .images import ImageIndex, SizeFix, reconcile_size
-from .labelstudio import resolve_name, resolve_relative, upload_names
+from .labelstudio_paths import resolve_name, resolve_relative, upload_names
 from .loading import ClassMapper, LoadStats, progress
 
 __all__ = ["coco_dicts", "is_coco", "is_labelstudio_coco"]

@@ -12,7 +12,8 @@ import pytest
 
 from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data import load_dataset, read_dataset
-from maskseg_d2.data.labelstudio import pick_annotation, resolve_image
+from maskseg_d2.data.labelstudio import pick_annotation
+from maskseg_d2.data.labelstudio_paths import resolve_image
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util
 

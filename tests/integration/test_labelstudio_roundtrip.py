@@ -23,7 +23,7 @@ import pytest
 
 from maskseg_d2.data import load_dataset
 from maskseg_d2.data.images import normalize_name
-from maskseg_d2.data.labelstudio import upload_names
+from maskseg_d2.data.labelstudio_paths import upload_names
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter, read_bgr
 from maskseg_d2.predict.outputs import ImageItem
 from maskseg_d2.predict.sources import output_stems
