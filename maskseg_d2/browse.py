@@ -20,10 +20,14 @@ import numpy as np
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
+from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
+from .data import register_dataset
+from .engine.run import Run
 from .errors import UserError
 from .visualization import draw_gt_vs_pred
+from .visualization.curves import plot_training_curves
 from .visualization.overlay import draw_text
 
 __all__ = ["MODES", "make_grid", "save_grids", "draw_ground_truth", "draw_run_predictions", "plot_run_curves",
@@ -114,8 +118,6 @@ def draw_ground_truth(dataset_cfg: Any, out_dir: str, split: str = "train", num_
     Returns:
         list[str]: the grid PNGs.
     """
-    from .data import register_dataset
-
     if split not in _SPLITS:
         raise UserError(f"split={split}: use one of {', '.join(_SPLITS)}")
     info = register_dataset(dataset_cfg)
@@ -155,10 +157,6 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
     Returns:
         list[str]: per-image PNGs followed by the grid PNGs.
     """
-    from detectron2.engine import DefaultPredictor
-
-    from .engine.run import Run
-
     if split not in ("val", "train"):
         raise UserError(f"split={split}: use val or train")
     run = Run.open(run_dir, checkpoint, device, score_threshold=score_threshold)
@@ -196,8 +194,6 @@ def plot_run_curves(run_dir: str, out_png: str) -> str:
     Returns:
         str: ``out_png``.
     """
-    from .visualization.curves import plot_training_curves
-
     metrics = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(metrics):
         raise UserError(f"{metrics}: not found — pass a run dir written by tools/train.py")

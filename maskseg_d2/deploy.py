@@ -39,14 +39,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import compat
-
+import detectron2
 import torch
+import torchvision  # noqa: F401  (registers the nms / roi_align ops that a loaded TorchScript graph calls)
+from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 from tabulate import tabulate
 
+from . import compat
 from .engine.run import Run
 from .errors import UserError
 from .predict import BatchPredictor, Detections, list_images, read_bgr
@@ -77,15 +79,13 @@ def tracing_adapter() -> type:
     Returns:
         type: ``detectron2.export.flatten.TracingAdapter``.
     """
-    try:
+    try:  # lazy: this import is what fails without caffe2
         from detectron2.export import TracingAdapter
 
         return TracingAdapter
     except ModuleNotFoundError as e:
         if "caffe2" not in str(e):
             raise
-    import detectron2
-
     path = os.path.join(os.path.dirname(detectron2.__file__), "export")
     spec = importlib.machinery.ModuleSpec("detectron2.export", None, is_package=True)
     spec.submodule_search_locations = [path]
@@ -99,7 +99,7 @@ def tracing_adapter() -> type:
     pkg.__getattr__ = _missing
     sys.modules["detectron2.export"] = pkg
     detectron2.export = pkg
-    from detectron2.export import flatten, torchscript
+    from detectron2.export import flatten, torchscript  # lazy: loads through the package registered above
 
     # the names the real __init__ exports besides the Caffe2 API
     pkg.TracingAdapter = flatten.TracingAdapter
@@ -140,7 +140,7 @@ def _save_torchscript(model, image: torch.Tensor, path: str, meta: dict) -> None
 
 
 def _require_onnx() -> None:
-    try:
+    try:  # optional: onnx and onnxruntime (requirements-dev.txt), needed for format=onnx only
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as e:
@@ -149,7 +149,7 @@ def _require_onnx() -> None:
 
 
 def _save_onnx(model, image: torch.Tensor, path: str, meta: dict, opset: int) -> None:
-    import onnx
+    import onnx  # optional (see _require_onnx)
 
     per_instance = {name: {0: "instances"} for name in OUTPUT_NAMES}
     try:
@@ -264,7 +264,7 @@ class ExportedModel:
         self.format = "onnx" if path.endswith(".onnx") else "torchscript"
         if self.format == "onnx":
             _require_onnx()
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional (see _require_onnx)
 
             opts = ort.SessionOptions()
             if threads:
@@ -272,8 +272,6 @@ class ExportedModel:
             self._session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
             raw = self._session.get_modelmeta().custom_metadata_map.get(META_KEY)
         else:
-            import torchvision  # noqa: F401  (registers the nms / roi_align ops the graph calls)
-
             extra = {META_KEY: ""}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load: deprecated in torch 2.x, works
@@ -495,8 +493,6 @@ def sample_images(run_dir: str, images: str | None, num_images: int) -> list[str
     if images:
         paths = list_images(str(images))
     else:
-        from detectron2.data import DatasetCatalog
-
         try:
             run = Run.open(run_dir, device="cpu")
             records = DatasetCatalog.get(run.split_name("val")) or DatasetCatalog.get(run.split_name("train"))

@@ -11,10 +11,18 @@ import json
 import os
 from typing import Any
 
+import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 
+from detectron2.data import DatasetCatalog
+
+from .browse import draw_run_predictions
 from .engine.run import RESULTS, RUN_ENV, Run
 from .errors import UserError
+from .evaluation import format_ap_table
+from .predict import predict_source, read_bgr
+from .visualization.curves import read_metrics
 
 __all__ = ["RUN_ENV", "find_run", "describe_run", "ap_table", "show_image", "show_gt_vs_pred", "predict_image",
            "plot_loss"]
@@ -57,8 +65,6 @@ def ap_table(run_dir: str) -> str:
     Returns:
         str: :func:`maskseg_d2.evaluation.format_ap_table` of the results.
     """
-    from .evaluation import format_ap_table
-
     path = os.path.join(run_dir, RESULTS)
     if not os.path.isfile(path):
         raise UserError(
@@ -69,15 +75,13 @@ def ap_table(run_dir: str) -> str:
 
 def _show(fig):
     """Display ``fig`` under the running notebook cell (if any) and close it; returns it for saving."""
-    try:
+    try:  # optional: IPython, there only inside Jupyter
         from IPython import get_ipython
+        from IPython.display import display
     except ImportError:
         return fig
     shell = get_ipython()
     if shell is not None and hasattr(shell, "kernel"):
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
         display(fig)
         plt.close(fig)
     return fig
@@ -94,11 +98,7 @@ def show_image(image: np.ndarray | str, title: str | None = None, width: float =
     Returns:
         matplotlib.figure.Figure: the figure.
     """
-    import matplotlib.pyplot as plt
-
     if isinstance(image, str):
-        from .predict import read_bgr
-
         image = read_bgr(image)[:, :, ::-1]
     h, w = image.shape[:2]
     fig, ax = plt.subplots(figsize=(width, max(width * h / w, 1.0)))
@@ -125,11 +125,6 @@ def show_gt_vs_pred(run_dir: str, num_images: int = 2, score_threshold: float = 
     Returns:
         matplotlib.figure.Figure: one row per image.
     """
-    import cv2
-    import matplotlib.pyplot as plt
-
-    from .browse import draw_run_predictions
-
     out = os.path.join(run_dir, "notebook", "gt_vs_pred")
     paths = draw_run_predictions(run_dir, out, side_by_side=True, split=split, num_images=num_images,
                                  score_threshold=score_threshold, device="auto")[:num_images]
@@ -144,10 +139,6 @@ def show_gt_vs_pred(run_dir: str, num_images: int = 2, score_threshold: float = 
 
 def sample_image(run_dir: str, split: str = "val") -> str:
     """The first image of the run's ``split`` (its dataset must be on disk)."""
-    from detectron2.data import DatasetCatalog
-
-    from .engine.run import Run
-
     records = DatasetCatalog.get(Run.open(run_dir, device="cpu").split_name(split))
     if not records:
         raise UserError(f"{run_dir}: the {split} split of its dataset is empty — pass an image path")
@@ -166,8 +157,6 @@ def predict_image(run_dir: str, image: str | None = None, score_threshold: float
         tuple: (``PredictSummary``, ``matplotlib.figure.Figure`` of the overlay written under
         ``<run>/notebook/predict/``).
     """
-    from .predict import predict_source
-
     image = image or sample_image(run_dir)
     summary = predict_source(run_dir, image, os.path.join(run_dir, "notebook", "predict"), score_threshold,
                              device="auto", save=["overlay"], progress=False)
@@ -184,10 +173,6 @@ def plot_loss(run_dir: str):
     Returns:
         matplotlib.figure.Figure: the loss curves (log scale).
     """
-    import matplotlib.pyplot as plt
-
-    from .visualization.curves import read_metrics
-
     path = os.path.join(run_dir, "metrics.json")
     if not os.path.isfile(path):
         raise UserError(f"{path}: not found — pass a run dir written by tools/train.py")

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from maskseg_d2.engine.evaluate import evaluate
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.engine.evaluate import evaluate
-
     with exit_on_user_error():
         text = evaluate(cfg)
     print(text, flush=True)

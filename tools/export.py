@@ -16,13 +16,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from maskseg_d2.deploy import export
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.deploy import export
-
     with exit_on_user_error():
         result = export(cfg)
     print(result.message(), flush=True)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from maskseg_d2.predict import predict
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.predict import predict
-
     with exit_on_user_error():
         summary = predict(cfg)
     print(summary.message(), flush=True)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from maskseg_d2.browse import visualize
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="visualize")
 def main(cfg: DictConfig) -> None:
-    from maskseg_d2.browse import visualize
-
     with exit_on_user_error():
         paths = visualize(cfg)
     folder = paths[-1].rsplit("/", 1)[0] if paths else cfg.output

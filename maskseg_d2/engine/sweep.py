@@ -16,7 +16,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ..errors import UserError
 from ..utils.secrets import redact_tree
+from .leaderboard import compare_runs
 
 __all__ = ["SweepSummary", "JOB_STATUS"]
 
@@ -49,9 +51,6 @@ class SweepSummary(Callback):
 
 def write_leaderboard(sweep_dir: str) -> None:
     """``leaderboard.md``/``.csv`` over the jobs finished so far, failed ones listed with their error."""
-    from ..errors import UserError
-    from .leaderboard import compare_runs
-
     try:
         md, paths = compare_runs(sweep_dir)
     except UserError as e:  # e.g. every job failed before writing anything

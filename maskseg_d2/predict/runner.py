@@ -22,6 +22,7 @@ from ..errors import UserError
 from .model import BatchPredictor
 from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
+from .video import predict_video
 
 __all__ = ["PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
 
@@ -227,8 +228,6 @@ def predict_source(
     if spec.kind == "images":
         _predict_images(spec, predictor, writer, summary, int(batch_size), int(workers), progress)
     else:
-        from .video import predict_video
-
         predict_video(spec, predictor, writer, summary, run.thing_classes, options, video or VideoOptions(),
                       save, int(batch_size), progress)
     summary.seconds = time.perf_counter() - start

@@ -6,6 +6,8 @@ import math
 import os
 from typing import Any
 
+from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
+
 __all__ = ["read_metrics", "plot_training_curves"]
 
 _AP_KEYS = ("bbox/AP", "segm/AP", "bbox/AP50", "segm/AP50")
@@ -44,8 +46,6 @@ def plot_training_curves(metrics_json: str, out_png: str) -> str | None:
     rows = read_metrics(metrics_json)
     if not any("total_loss" in r for r in rows):
         return None
-    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
-
     fig = Figure(figsize=(12, 4.5))
     ax_loss, ax_ap = fig.subplots(1, 2)
     parts = sorted({k for r in rows for k in r if k.startswith("loss_")})
