@@ -54,7 +54,8 @@ def test_compare_detections_matches_by_class_and_iou_not_by_index():
 
 
 def test_comparison_table_flags_differences():
-    from maskseg_d2.deploy import Tolerances, _within, compare_detections, format_comparison
+    from maskseg_d2.deploy import Tolerances, compare_detections, format_comparison
+    from maskseg_d2.deploy.comparison import _within
 
     ref = _dets([[0, 0, 10, 10]], [0.9], [0])
     probs = np.full((1, 28, 28), 0.7, np.float32)
