@@ -37,7 +37,7 @@ from .coco_rle import RLEStringError, coco_rle_totals
 from .geometry import mask_annotation, polygons_annotation, rle_annotation, validate_polygon
 from .images import ImageIndex, SizeFix, reconcile_size
 from .labelstudio_paths import resolve_name, resolve_relative, upload_names
-from .loading import ClassMapper, LoadStats, progress
+from .loading import ClassMapper, LoadContext, LoadStats, progress
 
 __all__ = ["coco_dicts", "is_coco", "is_labelstudio_coco"]
 
@@ -299,11 +299,8 @@ def _annotation(ann: dict, name: str, fix: SizeFix, where: str, stats: LoadStats
 
 
 @dataclass
-class _Context:
-    source: str
+class _Context(LoadContext):
     index: ImageIndex
-    mapper: ClassMapper
-    stats: LoadStats
     labelstudio: bool
     rle_runs: dict[int, tuple[int, int]]  # annotation index -> (pixels covered, shortest run)
 
@@ -364,7 +361,7 @@ def coco_dicts(doc: Any, source: str, image_root: str | os.PathLike, mapper: Cla
     for iid in ambiguous:
         for i, ann in by_image.get(iid, []):
             stats.skip("annotation of an image id that appears twice", f"{source}: annotation {ann['id']}")
-    ctx = _Context(source, ImageIndex(image_root, source), mapper, stats, labelstudio, _rle_runs(doc))
+    ctx = _Context(source, mapper, stats, ImageIndex(image_root, source), labelstudio, _rle_runs(doc))
     dicts = []
     for im in progress(images, desc=f"reading {Path(source).name}"):
         try:

@@ -21,6 +21,7 @@ from pycocotools import mask as mask_util
 
 from ..errors import fail
 from ..utils.fileio import atomic_write_text
+from .dataset_report import write_report
 from .formats import read_dataset
 from .loading import ON_ERROR_POLICIES, LoadResult
 
@@ -180,8 +181,6 @@ def convert(
                              list(result.thing_classes), result.format, dict(result.skipped),
                              dict(result.adjusted), invalid=len(result.problems))
     if report_dir is not None:
-        from .dataset_report import write_report
-
         summary.report = write_report(result, report_dir)
         if result.problems and on_error == "error":
             first = result.problems[0][1]

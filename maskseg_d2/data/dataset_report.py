@@ -26,7 +26,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from detectron2.data.catalog import Metadata
+from detectron2.data.detection_utils import read_image
 from pycocotools import mask as mask_util
 
 from .loading import LoadResult, progress
@@ -145,11 +148,16 @@ def build_report(result: LoadResult) -> dict:
 # ------------------------------------------------------------------------------------------- plots
 
 
-def _plot_areas(areas_by_class: dict[str, list[float]], path: Path) -> None:
-    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
+def _axes(width: float, height: float) -> tuple[Any, Any]:
+    """A new (figure, axes) pair of ``width`` x ``height`` inches."""
+    from matplotlib.figure import Figure  # heavy: only when a report is drawn (Figure, not pyplot: no global state)
 
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
+
+
+def _plot_areas(areas_by_class: dict[str, list[float]], path: Path) -> None:
+    fig, ax = _axes(7, 4)
     values = [v for v in areas_by_class.values() if v]
     if values:
         low, top = max(min(min(v) for v in values) / 1.5, 1.0), max(max(v) for v in values)
@@ -167,10 +175,7 @@ def _plot_areas(areas_by_class: dict[str, list[float]], path: Path) -> None:
 
 
 def _plot_per_image(histogram: dict[str, int], path: Path) -> None:
-    from matplotlib.figure import Figure  # not pyplot: no backend switch, no global figure list
-
-    fig = Figure(figsize=(7, 3.5))
-    ax = fig.subplots()
+    fig, ax = _axes(7, 3.5)
     ax.bar([int(k) for k in histogram], list(histogram.values()), color="tab:blue")
     ax.set(xlabel="instances in the image", ylabel="images", title="Instances per image")
     fig.tight_layout()
@@ -179,10 +184,7 @@ def _plot_per_image(histogram: dict[str, int], path: Path) -> None:
 
 def _overlay_grid(result: LoadResult, path: Path, max_images: int, columns: int = 4) -> int:
     """Draw GT on up to ``max_images`` images (the most crowded first) into one PNG; returns the count."""
-    import cv2
-    from detectron2.data.catalog import Metadata
-    from detectron2.data.detection_utils import read_image
-    from detectron2.utils.visualizer import Visualizer
+    from detectron2.utils.visualizer import Visualizer  # heavy (matplotlib): only when overlays are drawn
 
     chosen = sorted(result.dicts, key=lambda d: (-len(d["annotations"]), d["file_name"]))[:max_images]
     if not chosen:

@@ -27,7 +27,6 @@ import io
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -46,7 +45,7 @@ from .geometry import (
 )
 from .images import SizeFix, check_utf8_name, reconcile_size
 from .jsonio import read_json
-from .loading import ClassMapper, LoadStats, progress
+from .loading import ClassMapper, LoadContext, LoadStats, progress
 
 __all__ = ["labelme_dicts", "labelme_files", "circle_polygon", "CACHE_DIR"]
 
@@ -226,13 +225,6 @@ def _shape_geometry(shape: dict, stype: str, fix: SizeFix, where: str) -> np.nda
 # ------------------------------------------------------------------------------------------ loading
 
 
-@dataclass
-class _Context:
-    source: str
-    mapper: ClassMapper
-    stats: LoadStats
-
-
 def _instance_annotation(
     parts: list[np.ndarray], name: str, size: tuple[int, int], where: str
 ) -> dict | None:
@@ -251,7 +243,7 @@ def _instance_annotation(
     return mask_annotation(merged, name)
 
 
-def _collect_instances(shapes: list, fix: SizeFix, where: str, ctx: _Context) -> dict:
+def _collect_instances(shapes: list, fix: SizeFix, where: str, ctx: LoadContext) -> dict:
     instances: dict[Any, tuple[str, str, list[np.ndarray]]] = {}
     for k, shape in enumerate(shapes):
         if not isinstance(shape, dict):
@@ -283,7 +275,7 @@ def _collect_instances(shapes: list, fix: SizeFix, where: str, ctx: _Context) ->
     return instances
 
 
-def _load_file(json_file: Path, ctx: _Context) -> dict:
+def _load_file(json_file: Path, ctx: LoadContext) -> dict:
     where = str(json_file)
     doc = read_json(json_file)
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
@@ -325,7 +317,7 @@ def labelme_dicts(files: list[Path], mapper: ClassMapper, stats: LoadStats) -> l
     Returns:
         list[dict]: one dict per file, annotations carrying ``PENDING_NAME``.
     """
-    ctx = _Context(stats.source, mapper, stats)
+    ctx = LoadContext(stats.source, mapper, stats)
     dicts = []
     for f in progress(files, desc="reading LabelMe files"):
         try:

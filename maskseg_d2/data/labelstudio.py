@@ -25,10 +25,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UserError, fail
+from . import labelstudio_rle
 from .geometry import GeometryError, mask_annotation, polygons_annotation, validate_polygon
 from .images import IMAGE_EXTENSIONS, ImageIndex, SizeFix, check_declared_size, reconcile_size
 from .labelstudio_paths import resolve_image
-from .loading import ClassMapper, LoadStats, progress
+from .loading import ClassMapper, LoadContext, LoadStats, progress
 
 __all__ = ["pick_annotation", "rectangle_corners", "tasks_to_dicts", "PICK_POLICIES", "GEOMETRY_TYPES"]
 
@@ -183,8 +184,6 @@ def _brush_result(value: dict, size: tuple[int, int], where: str) -> np.ndarray:
     if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
         raise fail(where, f"brush region without an RLE list (format {value.get('format')!r})",
                    "export the project as 'JSON' from Label Studio")
-    from . import labelstudio_rle  # imported when a brush region is met
-
     h, w = size
     try:
         values = labelstudio_rle.decode(value["rle"], expected=h * w * 4)  # checked before anything is allocated
@@ -208,11 +207,8 @@ GEOMETRY_TYPES = tuple(_GEOMETRY)  # result types that become instances
 
 
 @dataclass
-class _Context:
-    source: str
+class _Context(LoadContext):
     index: ImageIndex
-    mapper: ClassMapper
-    stats: LoadStats
     pick: str
     image_key: str | None
     seen_ids: dict[Any, int] = field(default_factory=dict)  # task id -> its index in the file
@@ -352,7 +348,7 @@ def tasks_to_dicts(
     """
     if pick not in PICK_POLICIES:
         raise fail(f"pick={pick}", "unknown annotation pick policy", f"use one of {', '.join(PICK_POLICIES)}")
-    ctx = _Context(source, ImageIndex(image_root, source), mapper, stats, pick, image_key)
+    ctx = _Context(source, mapper, stats, ImageIndex(image_root, source), pick, image_key)
     dicts = []
     for i, task in enumerate(progress(tasks, desc=f"reading {Path(source).name}")):
         try:

@@ -4,7 +4,8 @@ An importer builds dataset dicts whose annotations carry a pending class *name* 
 :class:`ClassMapper` turns names into contiguous ``category_id`` once every label has been seen (with
 ``classes=None`` the classes are discovered from the data). :class:`LoadStats` counts skipped and
 adjusted items (one warning per load) or, when lenient, collects the problems for the validation
-report; :func:`finish_load` assigns the ids and packs everything into a :class:`LoadResult`.
+report (a parser carries both in a :class:`LoadContext`); :func:`finish_load` assigns the ids and packs
+everything into a :class:`LoadResult`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm import tqdm
+
 from ..errors import UserError, fail
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "PROGRESS_MIN_ITEMS",
     "UNKNOWN_POLICIES",
     "ClassMapper",
+    "LoadContext",
     "LoadResult",
     "LoadStats",
     "finish_load",
@@ -158,6 +162,18 @@ def finish_load(dicts: list[dict], mapper: "ClassMapper", stats: LoadStats, fmt:
     return LoadResult(dicts, thing_classes, dict(stats.counts), dict(stats.notes), list(stats.problems), fmt)
 
 
+@dataclass
+class LoadContext:
+    """What a parser passes down one load: the source named in messages, the class mapper, the counters.
+
+    Each format's parser extends it with its own state (image index, pick policy ...).
+    """
+
+    source: str
+    mapper: "ClassMapper"
+    stats: LoadStats
+
+
 def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
     """Wrap a long loop in a tqdm progress bar (on stderr); short loops are returned unchanged.
 
@@ -172,8 +188,6 @@ def progress(items: Iterable, desc: str, total: int | None = None) -> Iterable:
     n = total if total is not None else (len(items) if hasattr(items, "__len__") else 0)
     if n < PROGRESS_MIN_ITEMS:
         return items
-    from tqdm import tqdm
-
     return tqdm(items, desc=desc, total=n, unit="item", leave=False, mininterval=0.5)
 
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from omegaconf import OmegaConf
+
 from ..errors import UserError, fail
 from .formats import FORMATS, read_dataset
 from .loading import ON_ERROR_POLICIES, LoadResult
@@ -81,10 +84,8 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """DictConfig/ListConfig -> dict/list (no OmegaConf import needed for plain dicts)."""
-    if hasattr(value, "_content") or type(value).__name__ in ("DictConfig", "ListConfig"):
-        from omegaconf import OmegaConf
-
+    """DictConfig/ListConfig -> dict/list; anything else as it is."""
+    if OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     return value
 
@@ -262,8 +263,6 @@ def _check_duplicates(dicts: list[dict], relpaths: list[str], source: str, item:
 
 
 def _register(name: str, records: list[dict], metadata: dict) -> None:
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
     if name in MetadataCatalog.list():
