@@ -1,4 +1,5 @@
-"""Shared fixtures: Hydra-composed configs and a small generated demo dataset (in tmp dirs, never datasets/)."""
+"""Shared fixtures: Hydra-composed configs, a small generated demo dataset and one tiny trained run (in tmp dirs,
+never datasets/ or outputs/)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,25 @@ from maskseg_d2.demo import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tiny and fast: 2 images/iter at ~200 px, no loader workers; score threshold 0 so that 4 iterations
+# already give predictions (AP is a number, the W&B images have masks), at most 20 per image.
+TINY = ["experiment=demo", "device=cpu", "solver.ims_per_batch=2", "solver.warmup_iters=2",
+        "d2.DATALOADER.NUM_WORKERS=0", "d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0", "d2.TEST.DETECTIONS_PER_IMAGE=20"]
+
+# The shared run: 4 iterations, evaluations at iterations 1 and 4 (eval_period 2) with validation loss and
+# 2 W&B images each, checkpoints after iterations 1 and 3, best checkpoint, strong augmentation, 2 vis images.
+TINY_RUN = ["solver.max_iter=4", "solver.eval_period=2", "solver.checkpoint_period=2", "num_vis=2", "augment=strong",
+            "logger=wandb", "logger.num_images=2", "logger.score_threshold=0.0"]
+
+
+def compose_train(output_dir: Path, *overrides: str):
+    """The train config as tools/train.py would see it, with Hydra's run dir = ``output_dir``."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)  # Hydra's run dir when launched by @hydra.main
+    return cfg
+
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
@@ -24,11 +44,57 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def compose_cfg(tmp_path):
     """``compose_cfg(*overrides)`` -> the train config as tools/train.py would see it, run dir in tmp_path."""
-    def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides))
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")  # Hydra's run dir when launched by @hydra.main
-        return cfg
+    return lambda *overrides: compose_train(tmp_path / "run", *overrides)
 
-    return _compose
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The TINY overrides, for tests that start tools/train.py in a subprocess."""
+    return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def train_cfg(demo_root):
+    """``train_cfg(run_dir, *overrides)`` -> the TINY train config on the demo data, run dir ``run_dir``."""
+    return lambda run_dir, *overrides: compose_train(run_dir, *TINY, f"dataset.root={demo_root}", *overrides)
+
+
+@pytest.fixture(scope="session")
+def train_tiny(train_cfg, tmp_path_factory):
+    """``train_tiny(*overrides)`` -> ``(run_dir, results)`` of a TINY training on CPU, trained once per session
+    for each set of overrides (tests read the run dir; one that changes it copies it first).
+
+    W&B (``logger=wandb``) runs offline with its files in the run dir, never online from a test, even on a
+    logged-in machine.
+    """
+    from maskseg_d2.engine import train  # heavy (matplotlib, the Detectron2 engine): only sessions that train
+
+    runs: dict[tuple[str, ...], tuple[Path, dict]] = {}
+
+    def _train(*overrides: str) -> tuple[Path, dict]:
+        if overrides not in runs:
+            run_dir = tmp_path_factory.mktemp("run")
+            wb = tmp_path_factory.mktemp("wandb_home")
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("WANDB_MODE", "offline")
+                mp.delenv("WANDB_API_KEY", raising=False)
+                mp.setenv("WANDB_DIR", str(run_dir))
+                for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+                    mp.setenv(var, str(wb / var.lower()))
+                runs[overrides] = run_dir, train(train_cfg(run_dir, *overrides))
+        return runs[overrides]
+
+    return _train
+
+
+@pytest.fixture(scope="session")
+def tiny_run(train_tiny) -> tuple[Path, dict]:
+    """``(run_dir, results)`` of the shared TINY_RUN: what engine, evaluation and prediction tests read."""
+    return train_tiny(*TINY_RUN)
+
+
+@pytest.fixture(scope="session")
+def predict_run(tiny_run) -> Path:
+    """The shared run's directory (its scores are tiny: prediction tests use ``score_threshold=0`` and a cap
+    on detections and check consistency between outputs, not accuracy)."""
+    return tiny_run[0]

@@ -1,4 +1,6 @@
-"""Fixtures for the evaluation tests: pycocotools as the reference, JSON writers, a tiny trained run."""
+"""Fixtures for the evaluation tests: pycocotools as the reference, JSON writers, the eval tool.
+
+The tiny trained run (``tiny_run``) is shared by all tests: tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,16 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def reference_cocoeval(gt: dict, results: list[dict], task: str):
     """pycocotools exactly as Detectron2 calls it (for segm the boxes are dropped so mask areas count)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     res = copy.deepcopy(results)
     for r in res:
         r.pop("bbox" if task == "segm" else "segmentation", None)
@@ -72,8 +73,6 @@ def run_eval_tool():
 
 def _polygons_to_rle(results: list[dict], gt: dict) -> list[dict]:
     """What a polygon prediction means: its rasterization on the GT image size (pycocotools' frPyObjects)."""
-    from pycocotools import mask as mask_util
-
     sizes = {img["id"]: (img["height"], img["width"]) for img in gt["images"]}
     out = copy.deepcopy(results)
     for r in out:
@@ -98,31 +97,3 @@ def polygons_to_rle():
 def assert_stats_equal():
     """``assert_stats_equal(ours, reference)``: the 12 COCO stats agree to 1e-9."""
     return _assert_stats_equal
-
-
-@pytest.fixture(scope="session")
-def tiny_run(demo_root, tmp_path_factory):
-    """A run dir trained for 4 iterations on the demo dataset (CPU), as tools/train.py writes it."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
-    run_dir = tmp_path_factory.mktemp("eval_run")
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=demo",
-                f"dataset.root={demo_root}",
-                "device=cpu",
-                "solver.max_iter=4",
-                "solver.warmup_iters=2",
-                "solver.ims_per_batch=2",
-                "num_vis=0",
-                "+d2.DATALOADER.NUM_WORKERS=0",
-            ],
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    return run_dir, train(cfg)

@@ -1,4 +1,6 @@
-"""Fixtures for prediction tests: a tiny trained run and an input folder with awkward images."""
+"""Fixtures for prediction tests: an input folder with awkward images, and checks that every output agrees.
+
+The tiny trained run (``predict_run``) is shared by all tests: tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,42 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
 EXIF_ORIENTATION = 0x0112
-
-
-@pytest.fixture(scope="session")
-def predict_run(demo_root, tmp_path_factory) -> Path:
-    """A run dir trained for 2 iterations on the demo set (CPU, no evaluation images, no tracking).
-
-    Its scores are tiny: tests predict with ``score_threshold=0`` and a cap on detections and check
-    consistency between outputs, not accuracy.
-    """
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
-    run_dir = tmp_path_factory.mktemp("predict_run")
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "experiment=demo",
-                f"dataset.root={demo_root}",
-                "device=cpu",
-                "solver.max_iter=2",
-                "solver.warmup_iters=1",
-                "solver.ims_per_batch=2",
-                "num_vis=0",
-                "logger=none",
-                "d2.DATALOADER.NUM_WORKERS=0",
-            ],
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    train(cfg)
-    return run_dir
 
 
 def save_exif_rotated(src: Path, dst: Path) -> tuple[int, int]:
