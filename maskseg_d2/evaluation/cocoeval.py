@@ -28,15 +28,9 @@ from pycocotools import mask as mask_util
 
 from .. import compat
 from ..errors import fail
-from .inputs import (
-    TASKS,
-    GroundTruth,
-    Predictions,
-    gc_paused,
-    image_size,
-    load_ground_truth,
-    load_predictions,
-)
+from .coco_checks import TASKS, gc_paused
+from .ground_truth import GroundTruth, image_size, load_ground_truth
+from .predictions import Predictions, load_predictions
 
 __all__ = [
     "STAT_NAMES",
