@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from detectron2 import model_zoo
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig, OmegaConf
@@ -62,8 +63,6 @@ def flatten_d2_keys(tree: Mapping[str, Any] | None, prefix: str = "") -> list:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -10,6 +10,7 @@ works without ``+`` (``+d2...`` keeps working). Typos are still caught: Detectro
 """
 from __future__ import annotations
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 __all__ = ["register_configs", "OPEN_GROUP"]
@@ -19,8 +20,6 @@ OPEN_GROUP = "d2_keys"
 
 def register_configs() -> None:
     """Store ``d2_keys/open`` (an empty, non-struct node). Idempotent; run by ``import maskseg_d2``."""
-    from hydra.core.config_store import ConfigStore
-
     node = OmegaConf.create({})
     OmegaConf.set_struct(node, False)
     ConfigStore.instance().store(group=OPEN_GROUP, name="open", node=node, provider="maskseg_d2")

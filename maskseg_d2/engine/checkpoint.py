@@ -26,8 +26,8 @@ import re
 from typing import Any
 
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
+from iopath.common.file_io import get_cache_dir
 
 from ..errors import UserError
 from ..utils.fileio import atomic_write, temp_name_pattern
@@ -52,8 +52,6 @@ def trust_from_env() -> bool:
 def is_model_zoo_file(path: str) -> bool:
     """True for a file in iopath's download cache under ``detectron2/``: fetched from the Detectron2 model zoo
     (``detectron2://`` and ``https://dl.fbaipublicfiles.com/detectron2/`` URLs land there)."""
-    from iopath.common.file_io import get_cache_dir
-
     zoo = os.path.realpath(os.path.join(get_cache_dir(), "detectron2"))
     return os.path.realpath(path).startswith(zoo + os.sep)
 

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from typing import Any
 
+import submitit
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from detectron2.engine import launch
+from detectron2.utils import comm
 from omegaconf import DictConfig, OmegaConf
 
 from .. import compat
-
-from detectron2.engine import launch
-from detectron2.utils import comm
-
 from ..config import resolve_device
+from ..errors import UserError
+from .train import preflight, train
 
 __all__ = ["launch_train", "world_size_of"]
 
@@ -35,8 +37,6 @@ def world_size_of(cfg: DictConfig) -> tuple[int, int]:
 
 
 def _worker(plain_cfg: dict) -> None:
-    from .train import train
-
     train(OmegaConf.create(plain_cfg))
 
 
@@ -52,8 +52,6 @@ def _gloo_worker(local_rank: int, world: int, per_machine: int, machine_rank: in
 
 
 def _free_url() -> str:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
@@ -66,11 +64,7 @@ def _dist_url(cfg: DictConfig) -> str:
     if machines == 1:
         return _free_url()
     if os.environ.get("SLURM_JOB_NODELIST"):  # every node resolves the same first host under SLURM
-        import submitit
-
         return f"tcp://{submitit.JobEnvironment().hostnames[0]}:{29500 + int(os.environ.get('SLURM_JOB_ID', 0)) % 1000}"
-    from ..errors import UserError
-
     raise UserError("trainer.dist_url=auto works on one machine or under SLURM — "
                     "give trainer.dist_url=tcp://<rank-0 host>:<port>")
 
@@ -83,11 +77,7 @@ def launch_train(cfg: DictConfig) -> dict[str, Any]:
     """
     per_machine, world = world_size_of(cfg)
     if world == 1:
-        from .train import train
-
         return train(cfg)
-    from .train import preflight
-
     preflight(cfg)  # bad data / full disk / offline weights: one line here, not a traceback per worker
     plain = OmegaConf.to_container(cfg, resolve=True)  # resolves ${hydra:...} here, where Hydra is set up
     t = cfg.trainer

@@ -25,6 +25,7 @@ from ..config import add_maskseg_config
 from ..data.augmentations import build_test_augmentations, build_train_augmentations
 from ..errors import UserError
 from ..evaluation import build_evaluator
+from ..visualization.curves import plot_training_curves
 from .checkpoint import SafeCheckpointer
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
                     PredictionSampler, ValidationLoss)
@@ -107,6 +108,7 @@ class Trainer(DefaultTrainer):
         if name in ("tensorboard", "wandb"):
             writers.append(TensorboardXWriter(out_dir))
         if name == "wandb":
+            # optional: imports wandb (~0.5 s and its threads) only for logger=wandb
             from ..tracking.wandb_writer import WandbWriter, init_wandb_run
 
             dataset = self.cfg.DATASETS.TEST[0]
@@ -202,8 +204,6 @@ class Trainer(DefaultTrainer):
 
     def _finish(self, exit_code: int) -> None:
         if comm.is_main_process():
-            from ..visualization.curves import plot_training_curves
-
             try:
                 png = plot_training_curves(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"),
                                            os.path.join(self.cfg.OUTPUT_DIR, "curves.png"))

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from urllib.parse import urlparse
 
+import torch
 from detectron2.utils.file_io import PathManager
+from iopath.common.file_io import get_cache_dir
 
 from ..errors import UserError
 from ..utils.fileio import atomic_write
@@ -27,10 +30,6 @@ _D2_PREFIX, _D2_HTTPS = "detectron2://", "https://dl.fbaipublicfiles.com/detectr
 
 def cache_path(url: str) -> str:
     """Where iopath keeps a downloaded ``url``: ``<cache dir>/<url path>`` (``detectron2://`` expanded)."""
-    from urllib.parse import urlparse
-
-    from iopath.common.file_io import get_cache_dir
-
     if url.startswith(_D2_PREFIX):
         url = _D2_HTTPS + url[len(_D2_PREFIX):]
     return os.path.join(get_cache_dir(), urlparse(url).path.lstrip("/"))
@@ -112,8 +111,6 @@ def prepare_weights(weights: str, fallback_dir: str) -> str:
     out = _converted_path(local, fallback_dir)
     if os.path.isfile(out) and os.path.getmtime(out) >= os.path.getmtime(local):
         return out
-    import torch
-
     try:
         state = torch.load(local, map_location="cpu", weights_only=True)
     except Exception:  # a Detectron2 checkpoint with non-tensor state: not a torchvision file

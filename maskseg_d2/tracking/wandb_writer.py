@@ -20,13 +20,16 @@ import re
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 import cv2
+import numpy as np
+import wandb
+import yaml
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import annotations_to_instances, read_image
 from detectron2.structures import BoxMode
 from detectron2.utils.events import EventWriter, get_event_storage
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from ..utils.secrets import SECRET_KEY_NAME, argv_has_secret, protect_run, redact, redact_tree
 from . import wandb_mode
@@ -59,10 +62,8 @@ def run_name_from_overrides(overrides: Sequence[str], fallback: str) -> str:
 
 def _task_overrides() -> list[str]:
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return list(HydraConfig.get().overrides.task)
-    except (ImportError, ValueError):  # not launched by @hydra.main (compose API, tests)
+    except ValueError:  # not launched by @hydra.main (compose API, tests)
         return []
 
 
@@ -85,10 +86,6 @@ def init_wandb_run(cfg: Any, d2cfg: Any, output_dir: str):
     Returns:
         wandb.sdk.wandb_run.Run
     """
-    import wandb
-    import yaml
-    from omegaconf import OmegaConf
-
     protect_run(cfg)
     lg = cfg.logger
     mode, why = wandb_mode()
@@ -161,8 +158,6 @@ def wandb_image(image_rgb: np.ndarray, instances: Any, record: dict | None, clas
     Returns:
         wandb.Image
     """
-    import wandb
-
     h, w = image_rgb.shape[:2]
     scale = min(1.0, max_size / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -243,8 +238,6 @@ class WandbWriter(EventWriter):
                 per_class[m.group(2)][m.group(1)] = value
         if not per_class:
             return None
-        import wandb
-
         data = [[c, per_class[c].get("bbox"), per_class[c].get("segm")] for c in sorted(per_class)]
         return wandb.Table(columns=["class", "bbox AP", "segm AP"], data=data)
 
@@ -265,8 +258,6 @@ class WandbWriter(EventWriter):
 
     def log_image_file(self, key: str, path: str) -> None:
         """Attach a PNG written to disk (e.g. ``curves.png``)."""
-        import wandb
-
         if os.path.isfile(path):
             self.run.log({key: wandb.Image(path)})
 

@@ -6,7 +6,12 @@ import logging
 import sys
 from typing import Iterator
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
 from ..errors import UserError
+from .preflight import write_error
+from .secrets import protect_run, redact
 
 __all__ = ["exit_on_user_error", "in_multirun"]
 
@@ -14,17 +19,12 @@ __all__ = ["exit_on_user_error", "in_multirun"]
 def in_multirun() -> bool:
     """True inside a Hydra multirun job (``-m``)."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except (ImportError, ValueError):
+    except ValueError:
         return False
 
 
 def _fail(error: UserError) -> None:
-    from .secrets import redact
-
     print(f"error: {redact(str(error))}", file=sys.stderr, flush=True)
     if in_multirun():
         logging.getLogger("maskseg_d2").error("job failed: %s", error)
@@ -44,9 +44,6 @@ def exit_on_user_error() -> Iterator[None]:
     In a multirun the error is logged and re-raised instead, so Hydra marks that job failed and the sweep
     goes on with the next one (exiting would end the whole sweep).
     """
-    from .preflight import write_error
-    from .secrets import protect_run
-
     protect_run()
     try:
         yield

@@ -20,7 +20,15 @@ import sys
 import tempfile
 from typing import Any, Iterator
 
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
 from ..errors import UserError
+
+try:
+    import resource
+except ImportError:  # Windows: no ulimit
+    resource = None
 
 __all__ = ["check_output_dir", "checkpoint_bytes", "check_disk_space", "write_error", "disk_errors",
            "RunGuard", "MARGIN_GB"]
@@ -71,6 +79,7 @@ def checkpoint_bytes(d2cfg: Any) -> int | None:
 
     The model is built on PyTorch's ``meta`` device (no memory, ~50 ms). None if it cannot be built that way.
     """
+    # heavy (~1.3 s): every tool imports this module through utils.cli before it parses the command line
     import torch
     from detectron2.modeling import build_model
 
@@ -91,9 +100,7 @@ def checkpoint_bytes(d2cfg: Any) -> int | None:
 
 
 def _fsize_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows: no ulimit
+    if resource is None:
         return None
     soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     return None if soft == resource.RLIM_INFINITY else soft
@@ -227,16 +234,7 @@ def disk_errors(run_dir: str | None = None) -> Iterator[None]:
         raise err from None
 
 
-def _hydra_callback_base() -> type:
-    try:
-        from hydra.experimental.callback import Callback
-
-        return Callback
-    except ImportError:  # hydra is a dependency; keeps this module importable without it
-        return object
-
-
-class RunGuard(_hydra_callback_base()):  # type: ignore[misc]
+class RunGuard(Callback):
     """Hydra callback: the run dir (or sweep dir) must be creatable and writable before Hydra makes it.
 
     Without it, a run dir under a regular file, on a read-only disk or under ``/proc`` ends in Hydra's own
@@ -251,8 +249,6 @@ class RunGuard(_hydra_callback_base()):  # type: ignore[misc]
 
     @staticmethod
     def _check(config: Any, key: str) -> None:
-        from omegaconf import OmegaConf
-
         try:
             path = OmegaConf.select(config, key)
         except Exception:  # an interpolation error: Hydra reports it itself, with the key

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import detectron2
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import compat
@@ -30,9 +32,6 @@ def git_state(root: str) -> dict[str, Any]:
 
 
 def environment_summary() -> dict[str, Any]:
-    import detectron2
-    import torch
-
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

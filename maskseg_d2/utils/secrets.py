@@ -23,6 +23,10 @@ import re
 import sys
 from typing import Any, Iterable, Mapping
 
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from .fileio import atomic_write_text
 
 __all__ = ["REDACTED", "MIN_SECRET_LEN", "SECRET_ENV_NAME", "SECRET_KEY_NAME", "env_secrets",
@@ -80,16 +84,11 @@ def config_secrets(cfg: Any) -> set[str]:
     """String values under credential-named keys of a DictConfig / dict (resolved where possible)."""
     if cfg is None:
         return set()
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            try:
-                cfg = OmegaConf.to_container(cfg, resolve=True)
-            except Exception:  # e.g. ${hydra:...} outside a Hydra run: the unresolved values
-                cfg = OmegaConf.to_container(cfg, resolve=False)
-    except ImportError:
-        pass
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        try:
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        except Exception:  # e.g. ${hydra:...} outside a Hydra run: the unresolved values
+            cfg = OmegaConf.to_container(cfg, resolve=False)
     return {v.strip() for v in _secret_keyed(cfg) if _is_secret_value(v)}
 
 
@@ -127,8 +126,6 @@ def redact_tree(tree: Any) -> Any:
 
 
 def _redacted_text(path: str, text: str) -> str:
-    import yaml
-
     # Parse and dump instead of replacing text: a secret that was a whole unquoted YAML scalar would become
     # `key: ***`, an alias, and the file could no longer be loaded (tools/eval.py re-reads these configs).
     if path.endswith((".yaml", ".yml")):
@@ -168,13 +165,11 @@ def redact_hydra_outputs(output_dir: str) -> list[str]:
     """
     subdir, sweep_dir = ".hydra", None
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         if HydraConfig.initialized():
             hc = HydraConfig.get()
             subdir = hc.output_subdir
             sweep_dir = str(hc.sweep.dir) if str(hc.mode) == "RunMode.MULTIRUN" else None
-    except (ImportError, ValueError):
+    except ValueError:
         pass
     paths = [os.path.join(output_dir, subdir, n) for n in ("config.yaml", "hydra.yaml", "overrides.yaml")] \
         if subdir else []
