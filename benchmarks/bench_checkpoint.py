@@ -18,10 +18,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+from hydra import compose, initialize_config_dir
 
 # maskseg_d2 before detectron2: importing the package is what makes the Python-only Detectron2 importable
+from maskseg_d2.config import build_d2_cfg
 from maskseg_d2.engine.checkpoint import SafeCheckpointer
 
 from detectron2.checkpoint import DetectionCheckpointer  # isort: skip
@@ -39,11 +42,6 @@ class _State:
 
 
 def _model_and_state(model_name: str):
-    from hydra import compose, initialize_config_dir
-    from types import SimpleNamespace
-
-    from maskseg_d2.config import build_d2_cfg
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model_name}", "device=cpu", "model.weights=scratch"])
     data = SimpleNamespace(train_name="b_train", val_name="b_val", thing_classes=["a", "b"], mask_format="polygon",

@@ -25,15 +25,24 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+# maskseg_d2 before detectron2: importing the package is what makes the Python-only Detectron2 importable
+from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.data import register_dataset
+from maskseg_d2.demo import make_demo_dataset
+from maskseg_d2.engine.trainer import Trainer
+from maskseg_d2.evaluation import build_evaluator
+
+from detectron2.engine import DefaultTrainer  # isort: skip
+from detectron2.utils.env import seed_all_rng  # isort: skip
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_HOOKS = ("EvalHook", "ValidationLoss")  # work done at evaluations (the same COCO eval for both + val loss)
 
 
 def _cfg(data_root: Path, run_dir: Path, args: argparse.Namespace):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[
             "experiment=demo", f"dataset.root={data_root}", "device=cpu", f"solver.max_iter={args.iters}",
@@ -64,12 +73,6 @@ def _time_hooks(trainer) -> dict[str, float]:
 
 
 def _run(kind: str, cfg, d2cfg) -> dict:
-    from detectron2.engine import DefaultTrainer
-    from detectron2.utils.env import seed_all_rng
-
-    from maskseg_d2.engine.trainer import Trainer
-    from maskseg_d2.evaluation import build_evaluator
-
     class PlainTrainer(DefaultTrainer):
         @classmethod
         def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -96,10 +99,6 @@ def main() -> None:
     parser.add_argument("--eval-period", type=int, default=20)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()
-
-    from maskseg_d2.config import build_d2_cfg
-    from maskseg_d2.data import register_dataset
-    from maskseg_d2.demo import make_demo_dataset
 
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")

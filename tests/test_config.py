@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torchvision
 
 from maskseg_d2.config import build_d2_cfg, flatten_d2_keys
 from maskseg_d2.errors import UserError
@@ -128,8 +129,6 @@ def test_solver_and_augment_groups_map_to_detectron2(compose_cfg):
 
 
 def test_r18_fpn_uses_torchvision_imagenet_weights(compose_cfg):
-    import torchvision
-
     d2 = build_d2_cfg(compose_cfg("model=r18_fpn", "device=cpu"), DATA, "o")
     assert d2.MODEL.WEIGHTS == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url  # the real URL
     assert (d2.MODEL.RESNETS.DEPTH, d2.MODEL.RESNETS.NORM, d2.INPUT.FORMAT) == (18, "FrozenBN", "RGB")

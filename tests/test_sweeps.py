@@ -5,6 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from hydra import compose, initialize_config_dir
+
+from maskseg_d2.engine.run import Run
+from maskseg_d2.engine.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["experiment=demo", "debug=fast", "device=cpu", "solver.max_iter=2", "solver.warmup_iters=1",
@@ -17,8 +23,6 @@ def _train(*args, timeout=900):
 
 
 def test_optuna_and_slurm_configs_compose():
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=optuna", "hydra/launcher=slurm", "trainer.num_gpus=4",
                                            "trainer.num_machines=2"], return_hydra_config=True)
@@ -60,12 +64,6 @@ def test_two_process_cpu_ddp_trains_and_its_checkpoint_loads(demo_root, tmp_path
     proc = _train(*FAST, f"dataset.root={demo_root}", f"hydra.run.dir={run}", "trainer.cpu_processes=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world size: 2" in (run / "log.txt").read_text().lower() or (run / "model_final.pth").exists()
-
-    import torch
-
-    from maskseg_d2.engine.run import Run
-    from maskseg_d2.engine.trainer import Trainer
-    from detectron2.checkpoint import DetectionCheckpointer
 
     art = Run.open(str(run), device="cpu")
     model = Trainer.build_model(art.d2cfg)

@@ -6,6 +6,7 @@ is writing a checkpoint."""
 import errno
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -14,11 +15,19 @@ import time
 
 import pytest
 import torch
+from detectron2.config import get_cfg
+from detectron2.engine import hooks
+from detectron2.solver import build_lr_scheduler
 from torch import nn
 
+from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.data import register_dataset
 from maskseg_d2.engine.checkpoint import (TRUST_ENV, SafeCheckpointer, checkpoint_files, has_finite_weights,
                                           load_checkpoint_file)
+from maskseg_d2.engine.hooks import BestCheckpointer
+from maskseg_d2.engine.trainer import Trainer
 from maskseg_d2.errors import UserError
+from maskseg_d2.utils.preflight import write_error
 
 LOGGER = "maskseg_d2.engine.checkpoint"
 
@@ -96,8 +105,6 @@ def test_a_save_failing_mid_write_keeps_the_previous_file_and_pointer(tmp_path):
 
 
 def test_disk_full_keeps_the_previous_checkpoint_and_names_the_file(tmp_path):
-    from maskseg_d2.utils.preflight import write_error
-
     class DiskFull:
         def __reduce__(self):
             raise OSError(errno.ENOSPC, "No space left on device")  # what a write on a full disk raises
@@ -280,9 +287,6 @@ def test_trusted_opt_in_loads_pickled_objects_with_a_warning(tmp_path, monkeypat
 
 def test_full_training_checkpoint_loads_with_weights_only(tmp_path):
     """Model + SGD momentum + Detectron2's warm-up/step LR scheduler + AMP grad scaler + iteration."""
-    from detectron2.config import get_cfg
-    from detectron2.solver import build_lr_scheduler
-
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     cfg = get_cfg()
@@ -305,8 +309,6 @@ def test_full_training_checkpoint_loads_with_weights_only(tmp_path):
 
 
 def test_local_pkl_warns_once_and_model_zoo_pkl_does_not(tmp_path, monkeypatch, caplog):
-    import pickle
-
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))  # iopath's download cache
     weights = {"model": {k: v.numpy() for k, v in Net(1.0).state_dict().items()}, "__author__": "test"}
     local = tmp_path / "weights.pkl"
@@ -333,13 +335,6 @@ def test_not_a_checkpoint_dict_is_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------- Trainer
 def test_trainer_hooks_save_through_the_safe_checkpointer(train_cfg, tmp_path):
-    from detectron2.engine import hooks
-
-    from maskseg_d2.config import build_d2_cfg
-    from maskseg_d2.data import register_dataset
-    from maskseg_d2.engine.hooks import BestCheckpointer
-    from maskseg_d2.engine.trainer import Trainer
-
     cfg = train_cfg(tmp_path / "run", "logger=none")
     trainer = Trainer(build_d2_cfg(cfg, register_dataset(cfg.dataset), str(tmp_path / "run")), hydra_cfg=cfg)
     assert isinstance(trainer.checkpointer, SafeCheckpointer)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +39,6 @@ def _wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, name: str, timeo
 
 
 def test_sigkill_then_resume_continues_from_the_checkpoint_to_max_iter(demo_root, tiny_overrides, tmp_path):
-    import torch
-
     run_dir = tmp_path / "run"
     first = _train(run_dir, demo_root, tiny_overrides)
     _wait_for_checkpoint(first, run_dir, "model_0000001.pth")

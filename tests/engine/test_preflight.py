@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from detectron2.modeling import build_model
 
+from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.data import register_dataset
 from maskseg_d2.errors import UserError
 from maskseg_d2.utils.preflight import check_disk_space, checkpoint_bytes, disk_errors
 
@@ -78,11 +81,6 @@ def test_file_size_limit_below_a_checkpoint_is_caught_before_training(tmp_path, 
 
 
 def test_checkpoint_estimate_matches_a_real_checkpoint(compose_cfg, demo_root, tmp_path):
-    from detectron2.modeling import build_model
-
-    from maskseg_d2.config import build_d2_cfg
-    from maskseg_d2.data import register_dataset
-
     cfg = compose_cfg("experiment=demo", f"dataset.root={demo_root}", "device=cpu")
     d2cfg = build_d2_cfg(cfg, register_dataset(cfg.dataset), str(tmp_path))
     estimate = checkpoint_bytes(d2cfg)

@@ -7,6 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from detectron2.modeling import build_model
+
+from helpers.wandb_offline import find_offline_runs, read_history
+from maskseg_d2.engine import train
+from maskseg_d2.engine.checkpoint import SafeCheckpointer, checkpoint_files, has_finite_weights
+from maskseg_d2.engine.evaluate import evaluate_run
+from maskseg_d2.engine.run import Run
+from maskseg_d2.errors import UserError
+from maskseg_d2.predict import predict_source
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +64,6 @@ def test_periodic_eval_and_validation_loss_in_metrics_json(tiny_run):
 
 
 def test_best_checkpoint_and_its_metric_are_recorded(tiny_run):
-    import torch
-
     run_dir, _ = tiny_run
     best = json.loads((run_dir / "best_metric.json").read_text())
     assert best["metric"] == "segm/AP" and best["mode"] == "max" and best["checkpoint"] == "model_best.pth"
@@ -67,8 +75,6 @@ def test_best_checkpoint_and_its_metric_are_recorded(tiny_run):
 
 
 def test_offline_wandb_run_holds_ap_and_images(tiny_run):
-    from helpers.wandb_offline import find_offline_runs, read_history
-
     run_dir, results = tiny_run
     (wb,) = find_offline_runs(str(run_dir))
     history = read_history(wb)
@@ -94,10 +100,6 @@ def test_offline_wandb_run_holds_ap_and_images(tiny_run):
 
 
 def test_resume_continues_from_the_saved_iteration_and_early_stops(tiny_run, train_cfg, tmp_path):
-    import torch
-
-    from maskseg_d2.engine import train
-
     src, _ = tiny_run
     run_dir = tmp_path / "run"
     shutil.copytree(src, run_dir, ignore=shutil.ignore_patterns("model_0*.pth", "wandb", "vis"))
@@ -122,23 +124,12 @@ def test_resume_continues_from_the_saved_iteration_and_early_stops(tiny_run, tra
 
 
 def test_resume_without_checkpoint_is_one_line(train_cfg, tmp_path):
-    from maskseg_d2.engine import train
-    from maskseg_d2.errors import UserError
-
     cfg = train_cfg(tmp_path / "empty", "resume=true", "logger=none")
     with pytest.raises(UserError, match=r"resume=true but .*last_checkpoint does not exist .* hydra.run.dir="):
         train(cfg)
 
 
 def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp_path):
-    import torch
-    from detectron2.modeling import build_model
-
-    from maskseg_d2.engine import train
-    from maskseg_d2.engine.checkpoint import SafeCheckpointer, checkpoint_files, has_finite_weights
-    from maskseg_d2.engine.run import Run
-    from maskseg_d2.errors import UserError
-
     run_dir = tmp_path / "run"
     cfg = train_cfg(run_dir, "solver.base_lr=10000", "solver.warmup_iters=0",
                             "solver.max_iter=6", "solver.checkpoint_period=1", "logger=none", "num_vis=0")
@@ -165,8 +156,6 @@ def test_nan_loss_stops_with_cause_and_keeps_last_good_checkpoint(train_cfg, tmp
 
 
 def test_eval_tool_reproduces_training_eval(tiny_run, tmp_path):
-    from maskseg_d2.engine.evaluate import evaluate_run
-
     run_dir, results = tiny_run
     again = evaluate_run(str(run_dir), "model_final.pth", output=str(tmp_path), device="cpu", plots=False).results
     for task in ("bbox", "segm"):
@@ -175,8 +164,6 @@ def test_eval_tool_reproduces_training_eval(tiny_run, tmp_path):
 
 
 def test_predict_writes_overlays_and_skips_corrupt(tiny_run, demo_root, tmp_path):
-    from maskseg_d2.predict import predict_source
-
     run_dir, _ = tiny_run
     src = tmp_path / "in"
     src.mkdir()

@@ -4,7 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torchvision
+from detectron2.modeling import build_model
 
+from maskseg_d2.config import build_d2_cfg
 from maskseg_d2.engine.checkpoint import SafeCheckpointer
 from maskseg_d2.engine.weights import cache_path, prepare_weights, torchvision_to_d2
 from maskseg_d2.errors import UserError
@@ -16,8 +19,6 @@ DATA = SimpleNamespace(train_name="x_train", val_name="x_val", thing_classes=["c
 @pytest.fixture(scope="module")
 def torchvision_r18(tmp_path_factory):
     """A torchvision resnet18 (random weights: no download) saved like the real checkpoint file."""
-    import torchvision
-
     torch.manual_seed(0)
     state = torchvision.models.resnet18(weights=None).state_dict()
     path = tmp_path_factory.mktemp("hub") / "resnet18-f37072fd.pth"
@@ -35,10 +36,6 @@ def test_rename_covers_stem_stages_shortcuts():
 
 
 def test_torchvision_resnet18_loads_into_the_r18_fpn_backbone(torchvision_r18, compose_cfg):
-    from detectron2.modeling import build_model
-
-    from maskseg_d2.config import build_d2_cfg
-
     path, state = torchvision_r18
     local = prepare_weights(str(path), str(path.parent))
     assert local == str(path.with_name("resnet18-f37072fd.d2.pth")) and os.path.isfile(local)

@@ -4,13 +4,21 @@ The tiny trained run (``predict_run``) is shared by all tests: tests/conftest.py
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_util
+
+from maskseg_d2.data import load_dataset
+from maskseg_d2.data.geometry import rasterize_polygons
+from maskseg_d2.predict.outputs import class_slug
+from maskseg_d2.predict.sources import output_stems
 
 EXIF_ORIENTATION = 0x0112
 
@@ -68,8 +76,6 @@ def awkward_folder(demo_root, tmp_path_factory) -> dict:
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """The mask with its holes filled (a polygon outline cannot have holes)."""
-    import cv2
-
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     filled = np.zeros(mask.shape, np.uint8)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
@@ -78,8 +84,6 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def part_under(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
     """The 8-connected part of ``mask`` that overlaps ``other`` most (what one Label Studio polygon keeps)."""
-    import cv2
-
     n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     if n <= 2:
         return mask.astype(bool)
@@ -89,8 +93,6 @@ def part_under(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 def boundary_distance(mask: np.ndarray) -> np.ndarray:
     """Per pixel, the distance (px) to the nearest pixel on the other side of the mask's edge."""
-    import cv2
-
     m = mask.astype(np.uint8)
     inside = cv2.distanceTransform(np.pad(m, 1, constant_values=0), cv2.DIST_L2, 3)[1:-1, 1:-1]
     outside = (
@@ -105,10 +107,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def decode_segmentation(ann: dict, h: int, w: int) -> np.ndarray:
-    from pycocotools import mask as mask_util
-
-    from maskseg_d2.data.geometry import rasterize_polygons
-
     seg = ann["segmentation"]
     if isinstance(seg, dict):
         return mask_util.decode(
@@ -122,10 +120,6 @@ def decode_segmentation(ann: dict, h: int, w: int) -> np.ndarray:
 
 def read_coco_outputs(out: Path) -> dict:
     """``{file_name: [(category_id, score, mask), ...]}`` from coco_results.json + coco_images.json."""
-    import json
-
-    from pycocotools import mask as mask_util
-
     images = {im["id"]: im for im in json.loads((out / "coco_images.json").read_text())["images"]}
     per_image: dict = {im["file_name"]: [] for im in images.values()}
     for r in json.loads((out / "coco_results.json").read_text()):
@@ -148,14 +142,6 @@ def check_outputs(
     Returns:
         dict: the COCO view ``{file_name: [(category_id, score, mask)]}``.
     """
-    import json
-
-    import cv2
-
-    from maskseg_d2.data import load_dataset
-    from maskseg_d2.predict.outputs import class_slug
-    from maskseg_d2.predict.sources import output_stems
-
     coco = read_coco_outputs(out)
     names = sorted(coco)
     stems = dict(zip(names, output_stems(names, str(input_root))))

@@ -5,15 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from PIL import Image
 
-from maskseg_d2.tracking import wandb_mode
 from helpers.wandb_offline import find_offline_runs, iter_records, read_history
-from maskseg_d2.tracking.wandb_writer import (WandbWriter, init_wandb_run, run_name_from_overrides,
+from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.data import register_dataset
+from maskseg_d2.tracking import wandb_mode, wandb_writer
+from maskseg_d2.tracking.wandb_writer import (RUN_ID_FILE, WandbWriter, init_wandb_run, run_name_from_overrides,
                                               scrub_secrets)
 
 
@@ -41,10 +42,6 @@ def _prediction(record, h, w):
 
 
 def test_writer_logs_scalars_table_and_images(offline_env, compose_cfg, demo_root, capsys, monkeypatch):
-    from maskseg_d2.tracking import wandb_writer
-    from maskseg_d2.config import build_d2_cfg
-    from maskseg_d2.data import register_dataset
-
     cfg = compose_cfg("experiment=demo", f"dataset.root={demo_root}", "logger=wandb", "device=cpu",
                       "+logger.api_key=SECRET-DO-NOT-LOG")
     info = register_dataset(cfg.dataset)
@@ -118,10 +115,6 @@ def test_mode_rule(monkeypatch, tmp_path):
 
 
 def test_resume_continues_the_same_wandb_run(offline_env, compose_cfg, demo_root):
-    from maskseg_d2.config import build_d2_cfg
-    from maskseg_d2.data import register_dataset
-    from maskseg_d2.tracking.wandb_writer import RUN_ID_FILE
-
     cfg = compose_cfg("experiment=demo", f"dataset.root={demo_root}", "logger=wandb", "device=cpu")
     d2 = build_d2_cfg(cfg, register_dataset(cfg.dataset), cfg.paths.output_dir)
     ids = []

@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from maskseg_d2.utils.fileio import atomic_write, atomic_write_text
+from maskseg_d2.utils.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -33,8 +33,6 @@ def test_text_is_utf8_and_surrogates_survive_when_asked(tmp_path):
 
 
 def test_json_is_streamed_and_the_file_stays_open_for_fsync(tmp_path):
-    from maskseg_d2.utils.fileio import atomic_write_json
-
     path = tmp_path / "preds.json"
     atomic_write_json(path, [{"name": "café", "score": 0.5}], ensure_ascii=False)
     assert path.read_bytes() == '[{"name": "café", "score": 0.5}]'.encode()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.wandb_offline import find_offline_runs, iter_records, wait_until_finished
+from maskseg_d2.engine.run import Run
 from maskseg_d2.errors import UserError
 from maskseg_d2.utils import secrets as sec
 from maskseg_d2.utils.cli import exit_on_user_error
@@ -89,9 +91,6 @@ def test_user_error_message_is_redacted(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_train_run_never_saves_a_secret(demo_root, tmp_path):
-    from maskseg_d2.engine.run import Run
-    from helpers.wandb_offline import find_offline_runs, iter_records, wait_until_finished
-
     wandb_key, service, hf, cli_only = pysecrets.token_hex(20), _token("svc"), _token("hf"), _token("cli")
     run_dir, home = tmp_path / "run", tmp_path / "home"
     env = {**os.environ, "WANDB_API_KEY": wandb_key, "MY_SERVICE_TOKEN": service, "HF_KEY": hf,
