@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 from pycocotools import mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from .. import compat
 from ..errors import fail
@@ -203,11 +205,14 @@ def _gt_dataset(gt: GroundTruth, task: str) -> dict:
 
 
 def _run_faster(gt_data: dict, dt_data: dict, task: str):
-    from faster_coco_eval import COCO, COCOeval_faster
+    import faster_coco_eval  # optional: resolve_backend picks another backend when it is not installed
 
     quiet = lambda *a, **k: None  # noqa: E731
-    ev = COCOeval_faster(
-        COCO(gt_data, print_function=quiet), COCO(dt_data, print_function=quiet), task, print_function=quiet
+    ev = faster_coco_eval.COCOeval_faster(
+        faster_coco_eval.COCO(gt_data, print_function=quiet),
+        faster_coco_eval.COCO(dt_data, print_function=quiet),
+        task,
+        print_function=quiet,
     )
     ev.params.maxDets = list(MAX_DETS)
     ev.evaluate()
@@ -216,12 +221,9 @@ def _run_faster(gt_data: dict, dt_data: dict, task: str):
 
 
 def _run_pycocotools(gt_data: dict, dt_data: dict, task: str, fast_cpp: bool = False):
-    from pycocotools.coco import COCO
-
-    if fast_cpp:
+    evaluator_cls = COCOeval
+    if fast_cpp:  # optional: Detectron2's compiled ops (resolve_backend checks they exist)
         from detectron2.evaluation.fast_eval_api import COCOeval_opt as evaluator_cls
-    else:
-        from pycocotools.cocoeval import COCOeval as evaluator_cls
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         cocos = []
         for data in (gt_data, dt_data):
