@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from maskseg_d2.evaluation.cocoeval import evaluate_task, load_ground_truth, load_predictions
 
@@ -29,9 +31,6 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 def pycocotools_stats(gt: dict, results: list[dict], task: str) -> np.ndarray:
     """What Detectron2's COCOEvaluator does with use_fast_impl=False (boxes dropped for segm)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = gt

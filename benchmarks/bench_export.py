@@ -24,16 +24,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from maskseg_d2.demo import make_demo_dataset
+from maskseg_d2.deploy import EagerModel, export_run, load_exported
+from maskseg_d2.engine import train
+from maskseg_d2.predict import list_images, read_bgr
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_tiny_run(data_root: Path, run_dir: Path, model: str, test_size: int) -> None:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
     overrides = ["experiment=demo", f"model={model}", "model.weights=scratch", f"dataset.root={data_root}",
                  "device=cpu", "solver.max_iter=2", "solver.warmup_iters=1", "solver.ims_per_batch=2",
                  "solver.base_lr=0.002", "num_vis=0", "logger=none", "d2.DATALOADER.NUM_WORKERS=0",
@@ -63,9 +66,6 @@ def main() -> None:
     parser.add_argument("--model", default="r18_fpn_scratch", help="configs/model/* for the tiny run")
     parser.add_argument("--test-size", type=int, default=192, help="INPUT.MIN_SIZE_TEST of the tiny run")
     args = parser.parse_args()
-
-    import torch
-
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_export_"))
     try:
@@ -75,10 +75,6 @@ def main() -> None:
 
 
 def _bench(args: argparse.Namespace, tmp: Path) -> None:
-    from maskseg_d2.demo import make_demo_dataset
-    from maskseg_d2.deploy import EagerModel, export_run, load_exported
-    from maskseg_d2.predict import list_images, read_bgr
-
     data_root = tmp / "demo"
     make_demo_dataset(data_root, num_images=max(args.n, 8), seed=3)
     run_dir = args.run

@@ -26,16 +26,26 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+# maskseg_d2 before detectron2: importing the package is what makes the Python-only Detectron2 importable
+from maskseg_d2.demo import make_demo_dataset
+from maskseg_d2.engine import train
+from maskseg_d2.engine.run import Run
+from maskseg_d2.predict import predict_source
+
+from detectron2.data import MetadataCatalog  # isort: skip
+from detectron2.data.detection_utils import read_image  # isort: skip
+from detectron2.engine import DefaultPredictor  # isort: skip
+from detectron2.utils.visualizer import ColorMode, Visualizer  # isort: skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train_tiny_run(data_root: Path, run_dir: Path, test_size: int, device: str) -> None:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(
             "train",
@@ -62,11 +72,6 @@ class _Baseline:
     """The demo.py loop: DefaultPredictor, Visualizer (ColorMode.IMAGE), cv2.imwrite; built once."""
 
     def __init__(self, run_dir: str, detections: int, device: str, out: Path) -> None:
-        from detectron2.data import MetadataCatalog
-        from detectron2.engine import DefaultPredictor
-
-        from maskseg_d2.engine.run import Run
-
         run = Run.open(run_dir, device=device, score_threshold=0.0, max_detections=detections)
         self.predictor = DefaultPredictor(run.d2cfg)
         self.metadata = MetadataCatalog.get("__bench_predict")
@@ -76,10 +81,6 @@ class _Baseline:
 
     def __call__(self, images: list[str]) -> tuple[float, int]:
         """Returns (seconds, instances drawn)."""
-        import cv2
-        from detectron2.data.detection_utils import read_image
-        from detectron2.utils.visualizer import ColorMode, Visualizer
-
         n = 0
         start = time.perf_counter()
         for path in images:
@@ -103,11 +104,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunks", type=int, default=4, help="the sides take turns on this many image chunks")
     args = ap.parse_args()
-
-    import torch
-
-    from maskseg_d2.demo import make_demo_dataset
-    from maskseg_d2.predict import predict_source
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:

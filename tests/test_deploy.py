@@ -3,6 +3,7 @@ eager model (boxes, masks, scores) on images of other sizes than the traced one;
 synthetic detections; errors users can fix."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,16 +11,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
+
+from maskseg_d2 import compat
+from maskseg_d2.deploy import (
+    EagerModel,
+    Tolerances,
+    compare_detections,
+    export_run,
+    format_comparison,
+    load_exported,
+    sample_images,
+    tracing_adapter,
+)
+from maskseg_d2.deploy.comparison import _within
+from maskseg_d2.errors import UserError
+from maskseg_d2.predict import Detections, read_bgr
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = {"box_iou": 0.99, "score": 1e-3, "mask_prob": 1e-3}
 
 
 def _dets(boxes, scores, classes, size=(40, 60)):
-    from maskseg_d2.predict import Detections
-
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     masks = np.zeros((len(boxes), *size), bool)
     for m, (x0, y0, x1, y1) in zip(masks, boxes.astype(int)):
@@ -31,8 +47,6 @@ def _dets(boxes, scores, classes, size=(40, 60)):
 
 
 def test_compare_detections_matches_by_class_and_iou_not_by_index():
-    from maskseg_d2.deploy import compare_detections
-
     ref = _dets([[0, 0, 10, 10], [20, 5, 40, 30]], [0.9, 0.8], [0, 1])
     swapped = _dets([[20, 5, 40, 30], [0, 0, 10, 10]], [0.8 + 2e-4, 0.9], [1, 0])
     row = compare_detections(ref, swapped)
@@ -54,9 +68,6 @@ def test_compare_detections_matches_by_class_and_iou_not_by_index():
 
 
 def test_comparison_table_flags_differences():
-    from maskseg_d2.deploy import Tolerances, compare_detections, format_comparison
-    from maskseg_d2.deploy.comparison import _within
-
     ref = _dets([[0, 0, 10, 10]], [0.9], [0])
     probs = np.full((1, 28, 28), 0.7, np.float32)
     rows = []
@@ -78,14 +89,10 @@ def test_comparison_table_flags_differences():
 
 
 def test_tracing_adapter_imports_without_caffe2():
-    import importlib.util
-
-    from maskseg_d2.deploy import tracing_adapter
-
     adapter = tracing_adapter()
     assert adapter.__name__ == "TracingAdapter" and adapter.__module__ == "detectron2.export.flatten"
     assert tracing_adapter() is adapter  # a second call finds the same class
-    import detectron2.export
+    import detectron2.export  # here, not at the top: without caffe2 it imports only once tracing_adapter() ran
 
     assert detectron2.export.TracingAdapter is adapter
     if importlib.util.find_spec("caffe2") is None:
@@ -94,9 +101,6 @@ def test_tracing_adapter_imports_without_caffe2():
 
 
 def test_user_errors(tmp_path):
-    from maskseg_d2.errors import UserError
-    from maskseg_d2.deploy import export_run, load_exported
-
     with pytest.raises(UserError, match=r"format=tflite: choose one of torchscript, onnx"):
         export_run(str(tmp_path), "tflite")
     with pytest.raises(UserError, match=r"not a directory"):
@@ -112,31 +116,16 @@ def test_user_errors(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def export_run_dir(demo_root, tmp_path_factory) -> Path:
-    """A 2-iteration run; a low learning rate keeps its masks non-trivial and its scores above 0."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
-    run_dir = tmp_path_factory.mktemp("export_run")
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=demo", f"dataset.root={demo_root}", "device=cpu", "solver.max_iter=2",
-            "solver.warmup_iters=1", "solver.ims_per_batch=2", "solver.base_lr=0.002", "num_vis=0",
-            "logger=none", "d2.DATALOADER.NUM_WORKERS=0", "+d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0",
-            "+d2.TEST.DETECTIONS_PER_IMAGE=20"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    train(cfg)
-    return run_dir
+def export_run_dir(train_tiny) -> Path:
+    """A 2-iteration run; a low learning rate keeps its masks non-trivial and its scores above 0 (the export
+    writes into it, so it is its own run, not the shared one)."""
+    return train_tiny("solver.max_iter=2", "solver.warmup_iters=1", "solver.base_lr=0.002", "num_vis=0",
+                      "logger=none")[0]
 
 
 @pytest.fixture(scope="module")
 def sample_folder(demo_root, tmp_path_factory) -> Path:
     """Two demo photos plus a portrait (transposed) and an enlarged copy: sizes the trace never saw."""
-    import cv2
-
     folder = tmp_path_factory.mktemp("export_samples")
     photos = sorted((demo_root / "images").glob("*.jpg"))
     for i, p in enumerate(photos[:2]):
@@ -159,12 +148,6 @@ def _check_rows(rows: list[dict], min_mask_iou: float) -> None:
 
 @pytest.mark.slow
 def test_torchscript_cli_round_trip(export_run_dir, sample_folder, tmp_path):
-    import torch
-
-    from maskseg_d2 import compat
-    from maskseg_d2.deploy import load_exported
-    from maskseg_d2.predict import read_bgr
-
     proc = subprocess.run(
         [sys.executable, "tools/export.py", f"run={export_run_dir}", "format=torchscript", f"images={sample_folder}",
          "score_threshold=0.0", "max_detections=20", "num_images=4"],
@@ -203,10 +186,7 @@ def test_torchscript_cli_round_trip(export_run_dir, sample_folder, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_round_trip_on_validation_images(export_run_dir, tmp_path):
-    import onnxruntime as ort
-
-    from maskseg_d2.deploy import EagerModel, export_run, load_exported, sample_images
-    from maskseg_d2.predict import read_bgr
+    import onnxruntime as ort  # optional (requirements-dev.txt): format=onnx only
 
     result = export_run(str(export_run_dir), "onnx", output=str(tmp_path), score_threshold=0.0, max_detections=20,
                         num_images=3)  # images=None: the run's validation split

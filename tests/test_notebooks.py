@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -14,8 +16,6 @@ QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
 
 
 def test_notebooks_have_no_outputs():
-    import nbformat
-
     assert QUICKSTART in NOTEBOOKS
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
@@ -29,24 +29,10 @@ def test_notebooks_have_no_outputs():
 
 
 @pytest.fixture(scope="module")
-def notebook_run(demo_root, tmp_path_factory) -> Path:
-    """A 3-iteration run with its final evaluation (score threshold 0, so AP is a number)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from maskseg_d2.engine import train
-
-    run_dir = tmp_path_factory.mktemp("notebook_run")
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=demo", f"dataset.root={demo_root}", "device=cpu", "solver.max_iter=3",
-            "solver.warmup_iters=1", "solver.ims_per_batch=2", "num_vis=0", "logger=none",
-            "d2.DATALOADER.NUM_WORKERS=0", "+d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0",
-            "+d2.TEST.DETECTIONS_PER_IMAGE=20"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    train(cfg)
-    return run_dir
+def notebook_run(train_tiny) -> Path:
+    """A 3-iteration run with its final evaluation (score threshold 0, so AP is a number); the notebook writes
+    into it, so it is its own run, not the shared one."""
+    return train_tiny("solver.max_iter=3", "solver.warmup_iters=1", "num_vis=0", "logger=none")[0]
 
 
 def _venv_kernel(tmp_path: Path, monkeypatch) -> str:
@@ -72,9 +58,6 @@ def _pngs(cell) -> int:
 
 @pytest.mark.slow
 def test_quickstart_notebook_runs(notebook_run, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
     nb = nbformat.read(QUICKSTART, as_version=4)
     params = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_util
 
 from maskseg_d2.errors import UserError
 from maskseg_d2.evaluation import cocoeval
@@ -55,8 +56,6 @@ def test_stats_equal_pycocotools(case, backend, reference, polygons_to_rle, asse
 
 
 def test_uncompressed_rle_predictions_equal_compressed(reference, assert_stats_equal):
-    from pycocotools import mask as mask_util
-
     gt, results = make_synthetic_coco(num_images=10, preds_per_image=6, seed=7)
     uncompressed = copy.deepcopy(results)
     for r in uncompressed:
@@ -89,8 +88,6 @@ def test_missing_area_and_iscrowd_are_filled(reference, assert_stats_equal):
     g = load_ground_truth(bare)
     assert len(g.warnings) == 2
     # the filled area is the mask area; pycocotools on GT whose area is the mask area agrees
-    from pycocotools import mask as mask_util
-
     sizes = {i["id"]: (i["height"], i["width"]) for i in gt["images"]}
     for a in gt["annotations"]:
         a["area"] = float(

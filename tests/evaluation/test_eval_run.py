@@ -4,7 +4,10 @@ import json
 
 import pytest
 
+from maskseg_d2.engine.evaluate import _dataset_for
 from maskseg_d2.engine.run import Run
+from maskseg_d2.errors import UserError
+from maskseg_d2.evaluation.report import evaluate_coco
 
 
 def test_resolve_checkpoint_prefers_best_then_final_then_last(tmp_path):
@@ -51,8 +54,6 @@ def test_eval_tool_on_a_trained_run(tiny_run, tmp_path, run_eval_tool):
     assert len(worst) == 2 and len(list((out / "worst").glob("*.png"))) == 2
 
     # the files it leaves behind evaluate to the same numbers without the model (gt= pred= mode)
-    from maskseg_d2.evaluation.report import evaluate_coco
-
     again = evaluate_coco(str(out / "demo_val_coco_format.json"), str(out / "coco_instances_results.json"),
                           str(tmp_path / "files"), plots=False, num_worst=0)
     for task in ("bbox", "segm"):
@@ -61,9 +62,6 @@ def test_eval_tool_on_a_trained_run(tiny_run, tmp_path, run_eval_tool):
 
 @pytest.mark.slow
 def test_split_and_dataset_selection(tiny_run, demo_root):
-    from maskseg_d2.engine.evaluate import _dataset_for
-    from maskseg_d2.errors import UserError
-
     run = Run.open(str(tiny_run[0]), "model_final.pth", "cpu")
     assert (
         _dataset_for(run, None, "train")[1] == "demo_train"

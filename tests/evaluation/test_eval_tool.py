@@ -1,8 +1,10 @@
 """tools/eval.py as users run it: gt=/pred= and compare= modes, and one-line errors (exit 2) on bad input."""
 
 import json
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from helpers.synthetic import make_synthetic_coco
 
@@ -95,10 +97,6 @@ def test_compare_list_on_the_command_line(tmp_path, run_eval_tool):
 
 
 def test_eval_config_takes_a_dataset_group():
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-
     configs = Path(__file__).resolve().parents[2] / "configs"
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         plain = compose("eval")

@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -202,9 +204,6 @@ def test_no_predictions_report_says_why(tmp_path, write_json):
 
 def test_importing_the_plotting_modules_leaves_the_matplotlib_backend_alone():
     """Notebooks keep their inline plots: no module of ours calls matplotlib.use() (it used to, at import)."""
-    import subprocess
-    import sys
-
     code = ("import matplotlib; matplotlib.use('svg'); import maskseg_d2.evaluation.plots, "
             "maskseg_d2.visualization.curves, maskseg_d2.data.dataset_report, maskseg_d2.evaluation.report; "
             "print(matplotlib.get_backend())")

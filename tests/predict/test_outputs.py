@@ -17,6 +17,7 @@ from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.labelstudio_rle import rle_to_mask
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict import Detections, ExportOptions, OutputWriter
+from maskseg_d2.predict.detections import mask_boxes
 from maskseg_d2.predict.annotations import (
     LABELME_VERSION,
     coco_results,
@@ -57,8 +58,6 @@ def test_mask_to_polygons_follows_pixel_edges():
 
 
 def _dets(masks, classes, scores) -> Detections:
-    from maskseg_d2.predict.detections import mask_boxes
-
     masks = np.asarray(masks, bool)
     return Detections(mask_boxes(masks), np.asarray(scores, np.float32), np.asarray(classes, np.int64), masks)
 

@@ -15,6 +15,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from detectron2.engine import DefaultPredictor
+from hydra import compose, initialize_config_dir
+
+from maskseg_d2.engine.run import Run
+from maskseg_d2.errors import UserError
+from maskseg_d2.predict import (
+    BatchPredictor,
+    Detections,
+    ExportOptions,
+    VideoOptions,
+    predict,
+    predict_source,
+    read_bgr,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +40,6 @@ ALL = ["overlay", "masks", "cutout", "coco", "labelstudio", "labelme"]
 def test_folder_every_output_consistent_corrupt_skipped(
     predict_run, awkward_folder, tmp_path, assert_outputs_consistent
 ):
-    from maskseg_d2.predict import predict_source
-
     root, out = awkward_folder["root"], tmp_path / "out"
     summary = predict_source(
         str(predict_run),
@@ -61,9 +73,6 @@ def test_folder_every_output_consistent_corrupt_skipped(
 def test_class_filter_brush_and_mask_shapes_stay_exact(
     predict_run, awkward_folder, tmp_path, assert_outputs_consistent
 ):
-    from maskseg_d2.errors import UserError
-    from maskseg_d2.predict import ExportOptions, predict_source
-
     root, out = awkward_folder["root"], tmp_path / "out"
     opts = ExportOptions(ls_shape="brush", labelme_shape="mask", overlay_format="jpg")
     summary = predict_source(
@@ -87,11 +96,6 @@ def test_class_filter_brush_and_mask_shapes_stay_exact(
 
 
 def test_batched_predictor_matches_detectron2_default_predictor(predict_run, awkward_folder):
-    from detectron2.engine import DefaultPredictor
-
-    from maskseg_d2.engine.run import Run
-    from maskseg_d2.predict import BatchPredictor, Detections, read_bgr
-
     run = Run.open(str(predict_run), device="cpu", score_threshold=0.0, max_detections=10)
     images = [read_bgr(str(awkward_folder["root"] / n)) for n in ("a_photo.jpg", "sub/b_photo.jpg")]
     batched = BatchPredictor(run.d2cfg)
@@ -115,8 +119,6 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> None
 
 
 def test_video_in_annotated_video_out(predict_run, demo_root, tmp_path):
-    from maskseg_d2.predict import VideoOptions, predict_source
-
     frames = [cv2.imread(str(p)) for p in sorted((demo_root / "images").glob("*.jpg"))[:6]]
     src = tmp_path / "clip.mp4"
     _write_video(src, frames)
@@ -199,11 +201,6 @@ def test_predict_tool(predict_run, awkward_folder, tmp_path):
 
 
 def test_predict_config_errors_and_webcam_without_camera(predict_run, tmp_path):
-    from hydra import compose, initialize_config_dir
-
-    from maskseg_d2.errors import UserError
-    from maskseg_d2.predict import predict, predict_source
-
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("predict", overrides=[f"run={predict_run}"])
     with pytest.raises(UserError, match="run= and input= are required"):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict.sources import list_images, prefetch, read_bgr, resolve_input
+from maskseg_d2.predict.video import _want_window, display_available
 
 
 def test_resolve_input_kinds(awkward_folder, tmp_path):
@@ -69,8 +70,6 @@ def test_prefetch_keeps_order_and_reraises():
 
 
 def test_live_window_only_with_a_display(monkeypatch):
-    from maskseg_d2.predict.video import _want_window, display_available
-
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if sys.platform.startswith("linux"):

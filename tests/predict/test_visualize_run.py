@@ -6,6 +6,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from hydra import compose, initialize_config_dir
+
+from maskseg_d2.browse import visualize
 
 pytestmark = pytest.mark.slow
 
@@ -13,15 +16,11 @@ CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
 
 
 def _cfg(*overrides: str):
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         return compose("visualize", overrides=list(overrides))
 
 
 def test_visualize_run_modes(predict_run, tmp_path):
-    from maskseg_d2.browse import visualize
-
     common = [f"run={predict_run}", "device=cpu", "num_images=2", "score_threshold=0.0", "cell=128"]
     side = visualize(_cfg("mode=gt_vs_pred", *common, f"output={tmp_path / 'a'}"))
     assert len(side) == 3 and Path(side[-1]).name == "gt_vs_pred_val_00.png"

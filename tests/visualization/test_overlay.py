@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 
+from maskseg_d2.browse import make_grid, plot_run_curves, save_grids, visualize
 from maskseg_d2.errors import UserError
 from maskseg_d2.predict.detections import Detections, mask_boxes
-from maskseg_d2.browse import make_grid, plot_run_curves, save_grids
 from maskseg_d2.visualization.overlay import class_colors, draw_detections
 
 CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
@@ -73,10 +74,6 @@ def test_curves_need_metrics(tmp_path):
 
 
 def test_visualize_ground_truth_of_a_dataset_config(demo_root, tmp_path):
-    from hydra import compose, initialize_config_dir
-
-    from maskseg_d2.browse import visualize
-
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(
             "visualize",
