@@ -135,6 +135,8 @@ def _max_iter(s: DictConfig, num_train: int | None) -> int:
     return max_iter
 
 
+# _apply_solver and _apply_augment have the same shape (one Hydra key -> one Detectron2 key, typed) and stay two:
+# each maps its own group, and a table-driven version would hide the casts and defaults a reader checks here.
 def _apply_solver(d2: CfgNode, s: DictConfig, num_train: int | None) -> None:
     max_iter = _max_iter(s, num_train)
     d2.SOLVER.IMS_PER_BATCH = int(s.ims_per_batch)

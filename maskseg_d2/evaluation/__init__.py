@@ -1,7 +1,9 @@
 """COCO evaluation: the evaluator used in training, the flat metric lookup for sweeps, the AP tables.
 
 Modules:
-    cocoeval    exact pycocotools numbers from a fast backend; input checks (:func:`load_ground_truth`, ...)
+    cocoeval    exact pycocotools numbers from a fast backend (:func:`evaluate_task`, :func:`evaluate_tasks`)
+    ground_truth, predictions, coco_checks
+                checks of user-given COCO GT / results files (:func:`load_ground_truth`, :func:`load_predictions`)
     evaluator   :class:`ExactCOCOEvaluator`, Detectron2's COCOEvaluator scoring through ``cocoeval``
     tables      markdown / CSV / results.json, '-' and the reason where a number is undefined
     plots       per-class AP bars, precision-recall curves, confusion matrix (PNG)
@@ -14,39 +16,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .cocoeval import (
-    STAT_NAMES,
-    GroundTruth,
-    Predictions,
-    TaskEval,
-    evaluate_task,
-    evaluate_tasks,
-    load_ground_truth,
-    load_predictions,
-    resolve_backend,
-    to_d2_results,
-)
 from .evaluator import ExactCOCOEvaluator
 from .tables import AP_KEYS, format_ap_table, save_results
 
-__all__ = [
-    "build_evaluator",
-    "get_metric",
-    "format_ap_table",
-    "save_results",
-    "AP_KEYS",
-    "STAT_NAMES",
-    "ExactCOCOEvaluator",
-    "GroundTruth",
-    "Predictions",
-    "TaskEval",
-    "load_ground_truth",
-    "load_predictions",
-    "evaluate_task",
-    "evaluate_tasks",
-    "resolve_backend",
-    "to_d2_results",
-]
+# The scoring API lives in its modules (cocoeval.evaluate_task, report.evaluate_coco, ground_truth, predictions);
+# the package exports what training and the tools use.
+__all__ = ["build_evaluator", "get_metric", "format_ap_table", "save_results", "AP_KEYS", "ExactCOCOEvaluator"]
 
 
 def build_evaluator(dataset_name: str, output_dir: str, backend: str = "auto") -> ExactCOCOEvaluator:

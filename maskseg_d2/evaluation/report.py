@@ -205,6 +205,8 @@ def _skip_warning(why: str, names: list[str], image_root: str | None) -> str:
     )
 
 
+# Same keyword options as write_report, repeated on purpose: this is the public entry point of tools/eval.py
+# gt= pred=, and its signature documents every option a user can set without reading write_report.
 def evaluate_coco(
     gt_path: str,
     pred_path: str,
