@@ -9,14 +9,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from maskseg_d2.engine.launch import launch_train
+from maskseg_d2.evaluation import format_ap_table, get_metric
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from maskseg_d2.engine.launch import launch_train
-    from maskseg_d2.evaluation import format_ap_table, get_metric
-
     with exit_on_user_error():
         results = launch_train(cfg)  # one process, or DDP via Detectron2's launch()
     print(f"\nRun dir: {cfg.paths.output_dir}\n{format_ap_table(results)}", flush=True)

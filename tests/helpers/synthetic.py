@@ -193,27 +193,11 @@ def _image_dets(rng, img, objs, cats, preds_per_image, polygon_fraction, crowds)
             break
         if rng.random() < 0.85:  # detected; sometimes with the wrong class
             pred_cat = cat if rng.random() < 0.9 else int(rng.choice(all_cats))
-            dets.append(
-                _detection(
-                    rng,
-                    img,
-                    pred_cat,
-                    _jitter(rng, poly, r, w, h),
-                    rng.beta(5, 2),
-                    rng.random() < polygon_fraction,
-                )
-            )
+            dets.append(_detection(rng, img, pred_cat, _jitter(rng, poly, r, w, h), rng.beta(5, 2),
+                                   rng.random() < polygon_fraction))
             if rng.random() < 0.2:  # duplicate
-                dets.append(
-                    _detection(
-                        rng,
-                        img,
-                        pred_cat,
-                        _jitter(rng, poly, r, w, h),
-                        rng.beta(2, 5),
-                        rng.random() < polygon_fraction,
-                    )
-                )
+                dets.append(_detection(rng, img, pred_cat, _jitter(rng, poly, r, w, h), rng.beta(2, 5),
+                                       rng.random() < polygon_fraction))
     while len(dets) < target:  # false positives, some on crowd regions
         if crowds and rng.random() < 0.3:
             x, y, bw, bh = crowds[0]["bbox"]
