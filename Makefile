@@ -33,11 +33,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/install_d
 
 setup: $(STAMP) ## Create/reuse .venv: pinned deps, Detectron2 (official kept, else registry copy), this package
 
-test: setup ## Run the whole test suite (CPU; includes the slow tiny-training tests)
+test: setup ## Whole suite: slow (tiny CPU training) + integration (installs Label Studio)
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: setup ## Tests without the slow ones
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-fast: setup ## Tests without the slow and integration ones (no training run, nothing installed)
+	$(PY) -m pytest -q -m "not slow and not integration" $(ARGS)
 
 lint: setup ## ruff (pyflakes + pycodestyle, pyproject.toml); also run by the tests (tests/test_lint.py)
 	$(PY) -m ruff check .

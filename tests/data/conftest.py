@@ -3,7 +3,7 @@
 ``label-studio-sdk`` is a TEST-ONLY reference: installing it into .venv would move our runtime pins
 (pillow 11.3 -> 13), so it lives in its own git-ignored venv ``.venv-ls/`` created once on first use
 (about 40 s; cached across sessions) and is driven through subprocesses. Tests that need it are
-skipped, with the reason, only when pip cannot reach PyPI.
+skipped, with the reason, only when the package registry is unreachable (tests/helpers/registry.py).
 """
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers.registry import pip_install
 from PIL import Image
 
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_SDK_PIN = "label-studio-sdk==2.1.2"
 LS_VENV = ROOT / ".venv-ls"
-_NETWORK_ERRORS = ("Could not find a version", "No matching distribution", "ConnectionError", "Max retries",
-                   "Network is unreachable", "Failed to establish", "Temporary failure in name resolution")
 
 
 # ------------------------------------------------------------------------------------------ photos
@@ -85,16 +84,11 @@ def tools() -> SimpleNamespace:
 # ------------------------------------------------------------------------------------- label-studio-sdk
 
 
-def _install_sdk() -> str | None:
-    """Create .venv-ls with the SDK; return None, or the reason to skip (PyPI unreachable)."""
-    subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True, capture_output=True)
-    proc = subprocess.run([str(LS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", LS_SDK_PIN],
-                          capture_output=True, text=True, timeout=1200)
-    if proc.returncode == 0:
-        return None
-    if any(e in proc.stderr for e in _NETWORK_ERRORS):
-        return f"cannot install {LS_SDK_PIN} into .venv-ls (PyPI unreachable): {proc.stderr.strip()[-200:]}"
-    raise RuntimeError(f"pip install {LS_SDK_PIN} into .venv-ls failed:\n{proc.stderr[-3000:]}")
+def _install_sdk() -> None:
+    """Create .venv-ls with the SDK; skips only when the registry is unreachable, fails on any other error."""
+    venv = subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], capture_output=True, text=True)
+    assert venv.returncode == 0, f"python -m venv {LS_VENV} failed:\n{venv.stdout}{venv.stderr}"
+    pip_install(LS_VENV / "bin" / "python", LS_SDK_PIN, timeout=600)
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +100,7 @@ def ls_sdk() -> SimpleNamespace:
         with open(LS_VENV / ".build.lock", "w") as lock:  # two sessions must not build it at once
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not marker.exists():
-                reason = _install_sdk()
-                if reason:
-                    pytest.skip(reason)
+                _install_sdk()
                 marker.touch()
     python = str(LS_VENV / "bin" / "python")
 

@@ -1,6 +1,9 @@
 """Label Studio exports made by label-studio-sdk itself: brush RLE from its encoder, JSON_MIN and COCO from
 its Converter (the code the Label Studio server runs on export), on unicode/spaced names and an EXIF-rotated
 JPEG. Our three importers must give the drawn instances back.
+
+``integration``: the SDK is pip-installed into its own venv on first use (tests/data/conftest.py ``ls_sdk``), so
+these need the package registry once; ``make test-fast`` leaves them out.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import pytest
 
 from maskseg_d2.data import labelstudio_rle
 from maskseg_d2.data import read_dataset
+
+pytestmark = pytest.mark.integration
 
 CLASSES = ["car", "sign board"]
 CONFIG = """<View><Image name="image" value="$image"/>
