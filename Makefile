@@ -14,7 +14,7 @@ INPUT  ?= datasets/demo/images
 # outside it; torch/torchvision pins are then left to that installation.
 SYSTEM_SITE ?= 0
 
-.PHONY: help setup test test-fast lint demo data train eval predict visualize export sweep doctor clean
+.PHONY: help setup test test-fast test-gpu lint demo data train eval predict visualize export sweep doctor clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ test: setup ## Whole suite: slow (tiny CPU training) + integration (installs Lab
 
 test-fast: setup ## Tests without the slow and integration ones (no training run, nothing installed)
 	$(PY) -m pytest -q -m "not slow and not integration" $(ARGS)
+
+test-gpu: setup ## The CUDA tests only (AMP training + resume, fp16 prediction); skipped without a GPU
+	$(PY) -m pytest -q -m gpu -rs $(ARGS)
 
 lint: setup ## ruff (pyflakes + pycodestyle, pyproject.toml); also run by the tests (tests/test_lint.py)
 	$(PY) -m ruff check .

@@ -1,19 +1,15 @@
 """Crash and resume for real: tools/train.py is SIGKILLed after its first checkpoint, then ``resume=true`` in the same
 run dir continues from that iteration to the same max_iter (~30 s on 2 CPU cores)."""
-import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.train_process import metrics_rows, start_train, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_ITER = 4
 # 96 px images: fast iterations; a checkpoint after iterations 1 and 3 (and model_final).
 SMALL = ["logger=none", "num_vis=0", f"solver.max_iter={MAX_ITER}", "solver.checkpoint_period=2", "augment=none",
@@ -22,39 +18,25 @@ SMALL = ["logger=none", "num_vis=0", f"solver.max_iter={MAX_ITER}", "solver.chec
 
 
 def _train(run_dir: Path, demo_root: Path, tiny: list[str], *extra: str) -> subprocess.Popen:
-    args = [sys.executable, str(ROOT / "tools" / "train.py"), *tiny, *SMALL, f"dataset.root={demo_root}",
-            f"hydra.run.dir={run_dir}", *extra]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, name: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    pointer = run_dir / "last_checkpoint"
-    while not (pointer.exists() and pointer.read_text() == name):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"no {name} before exit/timeout:\n{proc.communicate()[0][-3000:]}")
-        time.sleep(0.05)
+    return start_train(run_dir, *tiny, *SMALL, f"dataset.root={demo_root}", *extra)
 
 
 def test_sigkill_then_resume_continues_from_the_checkpoint_to_max_iter(demo_root, tiny_overrides, tmp_path):
     run_dir = tmp_path / "run"
     first = _train(run_dir, demo_root, tiny_overrides)
-    _wait_for_checkpoint(first, run_dir, "model_0000001.pth")
+    wait_for_checkpoint(first, run_dir, "model_0000001.pth")
     first.send_signal(signal.SIGKILL)  # no cleanup, no final checkpoint: like an OOM kill or a power cut
     first.communicate()
     assert first.returncode == -signal.SIGKILL
     assert not (run_dir / "model_final.pth").exists()
-    metrics = run_dir / "metrics.json"  # Detectron2's JSONWriter appends: the resumed run's lines come after
-    lines_before = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+    lines_before = len(metrics_rows(run_dir))  # Detectron2's JSONWriter appends: the resumed run's lines come after
 
     second = _train(run_dir, demo_root, tiny_overrides, "resume=true")
     out = second.communicate(timeout=240)[0]
     assert second.returncode == 0, out[-3000:]
     assert "Starting training from iteration 2" in (run_dir / "log.txt").read_text()  # Detectron2's own line
     assert f"Resuming from {run_dir / 'model_0000001.pth'} at iteration 2 of {MAX_ITER}" in out
-    new = [json.loads(line) for line in (run_dir / "metrics.json").read_text().splitlines()[lines_before:]]
+    new = metrics_rows(run_dir, skip=lines_before)
     iterations = [m["iteration"] for m in new if "total_loss" in m]
     assert iterations and min(iterations) >= 2 and max(iterations) == MAX_ITER - 1
     # resume loaded a full training checkpoint (optimizer, scheduler, hooks) with weights_only=True
