@@ -33,8 +33,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml scripts/install_d
 
 setup: $(STAMP) ## Create/reuse .venv: pinned deps, Detectron2 (official kept, else registry copy), this package
 
-test: setup ## Whole suite: slow (tiny CPU training) + integration (installs Label Studio)
-	$(PY) -m pytest -q $(ARGS)
+test: setup ## Whole suite: slow (tiny CPU training) + integration (installs Label Studio); 25 slowest listed
+	$(PY) -m pytest -q --durations=25 $(ARGS)
 
 test-fast: setup ## Tests without the slow and integration ones (no training run, nothing installed)
 	$(PY) -m pytest -q -m "not slow and not integration" $(ARGS)
