@@ -9,6 +9,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from hydra import compose, initialize_config_dir
 
+from helpers.ddp_probe import param_digest
 from maskseg_d2.engine.run import Run
 from maskseg_d2.engine.trainer import Trainer
 
@@ -58,19 +59,45 @@ def test_two_jobs_in_one_process_do_not_collide(demo_root, tmp_path):
     assert len(rows) == 3  # header + 2 jobs
 
 
-@pytest.mark.slow
-def test_two_process_cpu_ddp_trains_and_its_checkpoint_loads(demo_root, tmp_path):
-    run = tmp_path / "ddp"
-    proc = _train(*FAST, f"dataset.root={demo_root}", f"hydra.run.dir={run}", "trainer.cpu_processes=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "world size: 2" in (run / "log.txt").read_text().lower() or (run / "model_final.pth").exists()
+def _ddp_run(demo_root, run: Path, processes: int) -> subprocess.CompletedProcess:
+    """tools/train.py with 2 iterations in ``processes`` Gloo processes, each rank probed (helpers/ddp_probe.py)."""
+    return subprocess.run([sys.executable, "tests/helpers/ddp_probe.py", *FAST, f"dataset.root={demo_root}",
+                           f"hydra.run.dir={run}", f"trainer.cpu_processes={processes}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
 
-    art = Run.open(str(run), device="cpu")
-    model = Trainer.build_model(art.d2cfg)
-    incompatible = DetectionCheckpointer(model).load(art.d2cfg.MODEL.WEIGHTS)
-    assert incompatible is not None and (run / "last_checkpoint").read_text().strip() == "model_final.pth"
+
+def _check_ddp(run: Path) -> str:
+    """Two ranks ran, both in a world of 2, and kept bitwise-equal weights that training changed; -> their digest."""
+    probes = [json.loads(p.read_text()) for p in sorted(run.glob("probe_rank*.json"))]
+    seen = [(p["rank"], p["world_size"], p["ddp"]) for p in probes]
+    assert sorted(p["rank"] for p in probes) == [0, 1], f"(rank, world size, model) seen: {seen}"
+    assert [p["world_size"] for p in probes] == [2, 2] and len({p["pid"] for p in probes}) == 2
+    assert {p["ddp"] for p in probes} == {"DistributedDataParallel"} and {p["iter"] for p in probes} == {2}
+    # Detectron2's own record of each process (default_setup -> log.txt, log.txt.rank1)
+    for rank, log in ((0, "log.txt"), (1, "log.txt.rank1")):
+        assert f"Rank of current process: {rank}. World size: 2" in (run / log).read_text()
+    p0, p1 = probes
+    assert p0["before"] == p1["before"]  # DDP broadcast rank 0's init (each rank seeds SEED + rank)
+    assert p0["after"] != p0["before"]  # training changed the weights ...
+    assert p1["after"] == p0["after"]  # ... identically on both ranks: the gradients were all-reduced
+    return p0["after"]
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_syncs_weights_and_its_checkpoint_loads(demo_root, tmp_path):
+    run = tmp_path / "ddp"
+    proc = _ddp_run(demo_root, run, processes=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = _check_ddp(run)
+
     state = torch.load(run / "model_final.pth", map_location="cpu", weights_only=True)
     assert state["iteration"] == 1 and not any(k.startswith("module.") for k in state["model"])
+    assert (run / "last_checkpoint").read_text().strip() == "model_final.pth"
+    art = Run.open(str(run), device="cpu")
+    model = Trainer.build_model(art.d2cfg)
+    DetectionCheckpointer(model).load(art.d2cfg.MODEL.WEIGHTS)
+    assert set(state["model"]) == set(model.state_dict())  # every key matches: nothing left at its init
+    assert param_digest(dict(model.named_parameters())) == trained  # the checkpoint holds the synced weights
 
 
 def test_ddp_bad_input_is_one_line_before_any_worker_starts(demo_root, tmp_path):
