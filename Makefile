@@ -36,7 +36,7 @@ setup: $(STAMP) ## Create/reuse .venv: pinned deps, Detectron2 (official kept, e
 test: setup ## Whole suite: slow (tiny CPU training) + integration (installs Label Studio); 25 slowest listed
 	$(PY) -m pytest -q --durations=25 $(ARGS)
 
-test-fast: setup ## Tests without the slow and integration ones (no training run, nothing installed)
+test-fast: setup ## Tests without the slow (tiny training runs) and integration (Label Studio installs) ones
 	$(PY) -m pytest -q -m "not slow and not integration" $(ARGS)
 
 test-gpu: setup ## The CUDA tests only (AMP training + resume, fp16 prediction); skipped without a GPU
