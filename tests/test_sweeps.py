@@ -1,16 +1,20 @@
-"""Sweeps and scale on existing engines: Hydra multirun (+ summary), Optuna/submitit configs, CPU DDP (Gloo)."""
+"""Sweeps and scale on existing engines: Hydra multirun (+ summary), an Optuna search run to its result file
+(a NaN trial included), the metric lookup sweeps use, Optuna/submitit configs, CPU DDP (Gloo) checked per rank."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from hydra import compose, initialize_config_dir
 
 from helpers.ddp_probe import param_digest
 from maskseg_d2.engine.run import Run
+from maskseg_d2.evaluation import get_metric
 from maskseg_d2.engine.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +36,58 @@ def test_optuna_and_slurm_configs_compose():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.gpus_per_node, launcher.nodes, launcher.tasks_per_node) == (4, 2, 1)
+
+
+def _strict_json(path: Path):
+    def refuse(name):
+        raise ValueError(f"{path}: {name} is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_get_metric_reads_the_nested_results():
+    results = {"bbox": {"AP": 12.5, "AP50": 30.0}, "segm": {"AP": None, "APs": 1}}
+    assert get_metric(results, "bbox/AP") == 12.5 and get_metric(results, "segm/APs") == 1.0
+    assert math.isnan(get_metric(results, "segm/AP"))  # None: undefined (as results.json saves it) -> NaN
+    with pytest.raises(KeyError, match=r"'segm/AP75'.*available: bbox/AP, bbox/AP50, segm/AP, segm/APs"):
+        get_metric(results, "segm/AP75")
+    with pytest.raises(KeyError, match="'val/total_loss'"):
+        get_metric(results, "val/total_loss")
+
+
+@pytest.mark.slow
+def test_optuna_search_records_a_nan_trial_and_names_the_best_of_the_rest(demo_root, tmp_path):
+    """2 trials of ``-m hparams_search=optuna`` (its TPE sampler, seed 1234), the test threshold searched too:
+    at 1.0 nothing is predicted, segm/AP is undefined and the job returns NaN. That trial fails in the study
+    (Optuna's rule for NaN) without ending the sweep, its job is COMPLETED with ``metric: null``, and
+    optimization_results.yaml names the other trial's params and the metric it returned."""
+    sweep = tmp_path / "sweep"
+    thresh = "d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST"
+    fast = [o for o in FAST if not o.startswith("solver.warmup_iters=")]  # searched: the config's whole space
+    proc = _train("-m", "hparams_search=optuna", *fast, f"dataset.root={demo_root}", f"hydra.sweep.dir={sweep}",
+                  "hydra.sweeper.n_trials=2", f"{thresh}=choice(0.0,1.0)", "d2.TEST.DETECTIONS_PER_IMAGE=20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = {}
+    for i in (0, 1):
+        status = _strict_json(sweep / str(i) / "job_status.json")  # NaN is written as null: valid JSON
+        sampled = dict(o.split("=", 1) for o in status["overrides"] if o.split("=", 1)[0] in
+                       ("solver.base_lr", "solver.warmup_iters", thresh))
+        results = json.loads((sweep / str(i) / "eval" / "results.json").read_text())
+        jobs[float(sampled[thresh])] = status, sampled, results
+    assert sorted(jobs) == [0.0, 1.0], "seed 1234 samples each threshold once (optuna 2.10.1)"
+
+    nan_status, _, nan_results = jobs[1.0]
+    assert nan_status["status"] == "COMPLETED" and nan_status["metric"] is None
+    assert nan_results["segm"]["AP"] is None  # undefined: no predictions
+    assert "Failed experiment: metric segm/AP is NaN" in proc.stdout + proc.stderr
+
+    best_status, best_sampled, best_results = jobs[0.0]
+    assert best_status["status"] == "COMPLETED" and math.isfinite(best_status["metric"])
+    assert best_status["metric"] == best_results["segm"]["AP"]  # what tools/train.py returned = results.json
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["name"] == "optuna" and best["best_value"] == best_status["metric"]
+    assert {k: str(v) for k, v in best["best_params"].items()} == best_sampled
+    board = (sweep / "leaderboard.csv").read_text().strip().splitlines()
+    assert len(board) == 3  # header + both jobs
 
 
 @pytest.mark.slow

@@ -4,11 +4,18 @@ Registered in ``configs/hydra/default.yaml`` (``hydra.callbacks.sweep_summary``)
 (basic, submitit): ``on_job_end`` runs in the job's process and writes ``<job dir>/job_status.json``;
 ``on_multirun_end`` runs where the sweep was launched and writes ``leaderboard.md``/``.csv`` into the sweep
 dir through :func:`maskseg_d2.engine.leaderboard.compare_runs` — the same table as ``tools/eval.py compare=``.
+
+A job whose metric is NaN (undefined, e.g. no predictions) completed: its ``job_status.json`` says so, with
+``metric: null``. For a sweeper that optimizes the metric (``hparams_search=optuna`` sets ``nan_is_failure``)
+it is also handed back as a failed job, so that the study records a failed trial and samples on: Optuna's rule
+for NaN, which hydra-optuna-sweeper 1.3.0 breaks by ending the sweep with a ValueError (Hydra issue 2237,
+fixed upstream after that release).
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -27,14 +34,25 @@ log = logging.getLogger(__name__)
 
 
 class SweepSummary(Callback):
-    """Record every job's outcome; a failed job is marked, never hidden, and the sweep goes on."""
+    """Record every job's outcome; a failed job is marked, never hidden, and the sweep goes on.
+
+    Args:
+        nan_is_failure (bool): hand a job that returned NaN back to the sweeper as failed (its
+            ``job_status.json`` still says COMPLETED, ``metric: null``).
+    """
+
+    def __init__(self, nan_is_failure: bool = False) -> None:
+        self.nan_is_failure = nan_is_failure
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.hydra_cfg is None or str(job_return.hydra_cfg.hydra.mode) != "RunMode.MULTIRUN":
             return
         status = {"num": job_return.hydra_cfg.hydra.job.num, "overrides": list(job_return.overrides or [])}
+        metric = job_return._return_value
+        undefined = isinstance(metric, float) and math.isnan(metric)
         if job_return.status == JobStatus.COMPLETED:
-            status.update(status="COMPLETED", metric=job_return._return_value)
+            # NaN is null, as undefined numbers are in results.json: the file stays valid JSON
+            status.update(status="COMPLETED", metric=None if undefined else metric)
         else:
             err = job_return._return_value
             status.update(status="FAILED", error=f"{type(err).__name__}: {err}".splitlines()[0])
@@ -44,6 +62,12 @@ class SweepSummary(Callback):
             json.dump(redact_tree(status), f, indent=2, default=str)  # overrides may hold a token
         # Hydra's basic sweeper raises after a failed job before on_multirun_end: refresh the board now too.
         write_leaderboard(str(job_return.hydra_cfg.hydra.sweep.dir))
+        if undefined and self.nan_is_failure and job_return.status == JobStatus.COMPLETED:
+            name = config.get("optimized_metric", "the metric")
+            log.warning("sweep job #%s: %s is NaN (undefined, e.g. no predictions): a failed trial for the sweeper",
+                        status["num"], name)
+            job_return.status = JobStatus.FAILED  # the launcher returns this object to the sweeper
+            job_return.return_value = ValueError(f"metric {name} is NaN (undefined, e.g. no predictions)")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         write_leaderboard(str(config.hydra.sweep.dir))
