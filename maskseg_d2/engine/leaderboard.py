@@ -72,6 +72,12 @@ def find_runs(spec: str | Sequence[str]) -> list[str]:
 
 
 def _iterations(path: str) -> int | None:
+    max_iter = None
+    cfg = os.path.join(path, "config_resolved.yaml")
+    if os.path.isfile(cfg):
+        with open(cfg) as f:
+            value = ((yaml.safe_load(f) or {}).get("solver") or {}).get("max_iter")
+        max_iter = int(value) if value is not None else None
     metrics = os.path.join(path, "metrics.json")
     if os.path.isfile(metrics):
         its = []
@@ -82,13 +88,10 @@ def _iterations(path: str) -> int | None:
                 except (ValueError, KeyError, TypeError):
                     continue
         if its:
-            return max(its) + 1  # Detectron2 logs 0-based iteration indices
-    cfg = os.path.join(path, "config_resolved.yaml")
-    if os.path.isfile(cfg):
-        with open(cfg) as f:
-            value = ((yaml.safe_load(f) or {}).get("solver") or {}).get("max_iter")
-        return int(value) if value is not None else None
-    return None
+            done = max(its) + 1  # Detectron2 logs 0-based iteration indices ...
+            # ... except the evaluation after the last step, logged at max_iter: a finished run did max_iter
+            return min(done, max_iter) if max_iter is not None else done
+    return max_iter
 
 
 def summarize_run(path: str) -> RunSummary:

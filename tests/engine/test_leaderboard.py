@@ -76,3 +76,14 @@ def test_failed_sweep_job_shows_its_error(tmp_path):
     )
     rows = list(csv.DictReader(open(compare_runs(str(sweep))[1][1])))
     assert [r["run"] for r in rows] == ["1", "0"] and rows[1]["note"] == "FAILED: UserError: no weights"
+
+
+def test_iterations_of_a_finished_run_count_the_final_evaluation_once(tmp_path):
+    """Detectron2 logs the evaluation after the last step at iteration max_iter (after its loop's last += 1)."""
+    run = tmp_path / "runs" / "a"
+    _run(run, ["solver.max_iter=2"], 2, 10.0)
+    with open(run / "metrics.json", "a") as f:
+        f.write(json.dumps({"iteration": 2, "segm/AP": 10.0}) + "\n")
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump({"solver": {"max_iter": 2}}))
+    _, (_, csv_path) = compare_runs([str(run)], str(tmp_path / "cmp"))
+    assert [r["iterations"] for r in csv.DictReader(open(csv_path))] == ["2"]
