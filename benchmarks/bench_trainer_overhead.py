@@ -29,8 +29,10 @@ ours, ours, stock, ...); printed: medians, the ratio ours / stock (goal for the 
 time goes: every hook's wall seconds per side (median over the rounds).
 
 Same output: with ``DATALOADER.NUM_WORKERS=0`` and the same seed both trainers draw the same batches, so they must
-log the same training losses (metrics.json) and end with bit-identical weights, and both evaluators must report the
-same final bbox and segm AP (<= 1e-9). A difference exits with status 1.
+log the same training losses (metrics.json) and end with bit-identical weights; both evaluators must write the same
+final predictions (``coco_instances_results.json``: image, category id after un-mapping, RLE, score, box) and report
+the same AP values (<= 1e-9; a model this young scores ~0 AP, so the predictions are the sharper check). A difference
+exits with status 1.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ import weakref
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 from hydra import compose, initialize_config_dir
@@ -168,7 +171,9 @@ def run_once(kind: str, data_root: Path, tmp: Path, args: argparse.Namespace, r:
     if evals:  # the extra wall time of an iteration that evaluates
         times["periodic evaluation"] = statistics.median(evals) - times["iteration (median)"]
     metrics = [json.loads(line) for line in (run_dir / "metrics.json").read_text().splitlines()]
+    predictions = run_dir / ("eval" if kind == OURS else "inference") / "coco_instances_results.json"
     output = {"hooks": dict(spent), "laps": laps, "results": trainer._last_eval_results,
+              "predictions": json.loads(predictions.read_text()),
               "losses": [(m["iteration"], m["total_loss"]) for m in metrics if "total_loss" in m],
               "weights": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}}
     del trainer
@@ -209,6 +214,15 @@ def check_same(stock: Sample, ours: Sample) -> str:
     differ = [k for k in a["weights"] if not torch.equal(a["weights"][k], b["weights"][k])]
     if differ:
         raise Mismatch(f"final weights differ: {differ[:5]}")
+    pa, pb = (sorted(side["predictions"], key=lambda r: (r["image_id"], -r["score"], r["category_id"]))
+              for side in (a, b))
+    if len(pa) != len(pb):
+        raise Mismatch(f"final evaluation: {len(pa)} predictions (COCOEvaluator) vs {len(pb)} (ExactCOCOEvaluator)")
+    for x, y in zip(pa, pb):  # the same model's output, un-mapped and encoded by each evaluator
+        same = [x[k] == y[k] for k in ("image_id", "category_id", "segmentation")]
+        close = abs(x["score"] - y["score"]) <= 1e-6 and np.allclose(x["bbox"], y["bbox"], rtol=0, atol=1e-3)
+        if not (all(same) and close):
+            raise Mismatch(f"final evaluation's predictions differ: {x} (COCOEvaluator) vs {y} (ExactCOCOEvaluator)")
     bad = []
     if set(a["results"]) != set(b["results"]):
         bad.append(f"tasks {sorted(a['results'])} vs {sorted(b['results'])}")
@@ -221,8 +235,9 @@ def check_same(stock: Sample, ours: Sample) -> str:
             bad.append(f"{task}: only {keys} in common")
     if bad:
         raise Mismatch("final evaluation differs (COCOEvaluator vs ExactCOCOEvaluator): " + "; ".join(bad))
-    return (f"losses equal at iterations {common}, {len(a['weights'])} weight tensors bit-identical, final "
-            f"bbox AP {b['results']['bbox']['AP']:.3f} / segm AP {b['results']['segm']['AP']:.3f} equal")
+    ap = {t: b["results"][t]["AP"] for t in b["results"]}
+    return (f"losses equal at iterations {common}, {len(a['weights'])} weight tensors bit-identical, the "
+            f"{len(pa)} predictions of the final evaluation and its AP ({ap}) equal")
 
 
 def hook_table(out: dict) -> str:
