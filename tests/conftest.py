@@ -98,3 +98,18 @@ def predict_run(tiny_run) -> Path:
     """The shared run's directory (its scores are tiny: prediction tests use ``score_threshold=0`` and a cap
     on detections and check consistency between outputs, not accuracy)."""
     return tiny_run[0]
+
+
+# A model that learns (tests/engine/test_learning.py), on top of TINY: train AND evaluate on the first 4 training
+# images of the demo data (10 instances, both classes), one scale, no flip, 100 iterations of 2 images at lr 0.01
+# after 20 warm-up iterations, seeded; evaluated once at the end, no masked images.
+OVERFIT = ["debug=overfit", "overfit_images=4", "seed=42", "solver.max_iter=100", "solver.ims_per_batch=2",
+           "solver.base_lr=0.01", "solver.warmup_iters=20", "augment.min_size_train=[192]", "solver.eval_period=0",
+           "num_vis=0"]
+
+
+@pytest.fixture(scope="session")
+def overfit_run(train_tiny) -> tuple[Path, dict]:
+    """``(run_dir, results)`` of OVERFIT (slow: ~2 CPU minutes): a model that has learned its 4 images, shared by
+    the learning test and the comparison with Detectron2's stock evaluator."""
+    return train_tiny(*OVERFIT)

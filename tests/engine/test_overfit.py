@@ -1,4 +1,5 @@
-"""debug=overfit: train and evaluate on the same first N training images."""
+"""debug=overfit: train and evaluate on the same first N training images (the subset; a model trained on it:
+tests/engine/test_learning.py)."""
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from maskseg_d2.data import register_dataset
