@@ -110,6 +110,6 @@ OVERFIT = ["debug=overfit", "overfit_images=4", "seed=42", "solver.max_iter=100"
 
 @pytest.fixture(scope="session")
 def overfit_run(train_tiny) -> tuple[Path, dict]:
-    """``(run_dir, results)`` of OVERFIT (slow: ~2 CPU minutes): a model that has learned its 4 images, shared by
+    """``(run_dir, results)`` of OVERFIT (slow: 76 s on 2 idle cores): a model that has learned its 4 images, shared by
     the learning test and the comparison with Detectron2's stock evaluator."""
     return train_tiny(*OVERFIT)
