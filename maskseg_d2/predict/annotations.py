@@ -11,8 +11,9 @@ pixel (i, j) covers ``[j, j+1) x [i, i+1)``, so our importers read every file ba
 * COCO results: ``{"image_id", "category_id", "segmentation" (COCO RLE), "bbox" (XYWH), "score"}``,
   ``category_id`` = index in ``thing_classes`` + 1 (COCO ids start at 1).
 * Label Studio: a task ``{"data": {"image": url}, "predictions": [{"model_version", "score", "result"}]}``;
-  results are ``polygonlabels`` (percent of the image size, one polygon per instance: its largest
-  part) or ``brushlabels`` (Label Studio's RLE, exact), each with its own ``score``.
+  results are ``polygonlabels`` (percent of the image size, one polygon per instance) or
+  ``brushlabels`` (Label Studio's RLE, exact), each with its own ``score``; ``auto`` (the default) writes
+  a polygon where the mask is one part without holes and a brush mask otherwise, which one polygon cannot hold.
 * LabelMe: ``polygon`` shapes (a multi-part instance shares one ``group_id``) or ``mask`` shapes
   (a 0/1 PNG crop between two inclusive corner pixels), the score in ``description``.
 """
@@ -30,13 +31,13 @@ from ..data.labelstudio_rle import mask_to_brush_rle
 from .detections import Detections
 
 __all__ = [
-    "LABELME_VERSION", "LS_SHAPES", "LABELME_SHAPES", "mask_to_polygons", "coco_results",
+    "LABELME_VERSION", "LS_SHAPES", "LABELME_SHAPES", "is_simple_mask", "mask_to_polygons", "coco_results",
     "labelstudio_polygon_value", "labelstudio_rectangle_value", "labelstudio_brush_value", "labelstudio_results",
     "labelstudio_task", "labelme_shape", "labelme_mask", "labelme_shapes", "labelme_document",
 ]
 
 LABELME_VERSION = "5.5.0"  # mask shapes exist since LabelMe 5.4.0
-LS_SHAPES = ("polygon", "brush")
+LS_SHAPES = ("auto", "polygon", "brush")
 LABELME_SHAPES = ("polygon", "mask")
 _UPSAMPLE = 4  # contours of a 4x upsampled mask run within 1/8 px of the pixel edges
 
@@ -73,6 +74,18 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.7, min_area: float =
             pts = c
         polygons.append((pts[:, 0, :].astype(np.float64) + 0.5) / _UPSAMPLE + (x0 - 1.0, y0 - 1.0))
     return [p for p in polygons if len(p) >= 3]
+
+
+def is_simple_mask(mask: np.ndarray) -> bool:
+    """True when a mask is one 8-connected part without holes: what one polygon outlines exactly.
+
+    Holes are 4-connected background regions not touching the border (the dual of 8-connected parts).
+    """
+    fg = mask.astype(np.uint8)
+    if cv2.connectedComponents(fg, connectivity=8)[0] != 2:  # background + one part
+        return False
+    background = np.pad(1 - fg, 1, constant_values=1)  # the padded frame joins every outside region
+    return cv2.connectedComponents(background, connectivity=4)[0] == 2
 
 
 def _xywh(box: np.ndarray) -> list[float]:
@@ -143,20 +156,22 @@ def labelstudio_brush_value(mask: np.ndarray, label: str) -> dict:
 
 
 def labelstudio_results(
-    dets: Detections, class_names: Sequence[str], shape: str = "polygon", from_name: str = "label",
-    to_name: str = "image", tolerance: float = 0.7, id_seed: str = "",
+    dets: Detections, class_names: Sequence[str], shape: str = "auto", from_name: str = "label",
+    to_name: str = "image", tolerance: float = 0.7, id_seed: str = "", brush_from_name: str | None = None,
 ) -> list[dict]:
     """Label Studio result regions of one image.
 
     Args:
         dets (Detections): the image's instances.
         class_names (list[str]): ``thing_classes``; must match the ``<Label value=...>`` of the project.
-        shape (str): ``"polygon"`` (``polygonlabels``: editable outlines) or ``"brush"``
-            (``brushlabels``: the exact mask).
-        from_name (str): the ``name`` of the labels tag in the labeling config.
+        shape (str): ``"auto"`` (a polygon where :func:`is_simple_mask`, else a brush mask: a polygon of a
+            multi-part or holed mask would keep only its largest outline), ``"polygon"`` (``polygonlabels``:
+            editable outlines; the largest part only) or ``"brush"`` (``brushlabels``: the exact mask).
+        from_name (str): the ``name`` of the labels tag in the labeling config (the polygon tag under auto).
         to_name (str): the ``name`` of the ``<Image>`` tag.
         tolerance (float): polygon simplification in pixels.
         id_seed (str): makes region ids stable per image (e.g. the file name).
+        brush_from_name (str | None): the ``<BrushLabels>`` tag's name for brush regions; None: ``from_name``.
 
     Returns:
         list[dict]: result dicts; an instance whose mask has no polygon (too small) is left out.
@@ -167,14 +182,16 @@ def labelstudio_results(
     results = []
     for k, (score, cls, mask) in enumerate(zip(dets.scores, dets.classes, dets.masks)):
         label = str(class_names[cls])
-        if shape == "brush":
+        tag = from_name
+        if shape == "brush" or shape == "auto" and not is_simple_mask(mask):
             rtype, value = "brushlabels", labelstudio_brush_value(mask, label)
+            tag = brush_from_name or from_name
         else:
             polygons = mask_to_polygons(mask, tolerance)
             if not polygons:
                 continue
             rtype, value = "polygonlabels", labelstudio_polygon_value(polygons[0], label, w, h, decimals=4)
-        results.append({"id": _result_id(id_seed, k), "type": rtype, "from_name": from_name,
+        results.append({"id": _result_id(id_seed, k), "type": rtype, "from_name": tag,
                         "to_name": to_name, "original_width": w, "original_height": h, "image_rotation": 0,
                         "value": value, "score": round(float(score), 5)})
     return results

@@ -60,8 +60,9 @@ class ExportOptions:
         show_boxes (bool): draw boxes in overlays.
         show_labels (bool): write class + score in overlays.
         polygon_tolerance (float): polygon simplification in pixels (Label Studio / LabelMe).
-        ls_shape (str): ``polygon`` or ``brush``.
+        ls_shape (str): ``auto`` (polygon for a one-part mask without holes, else brush), ``polygon`` or ``brush``.
         ls_from_name (str): name of the labels tag in the Label Studio labeling config.
+        ls_brush_from_name (str or None): name of the ``<BrushLabels>`` tag for brush regions; None: ls_from_name.
         ls_to_name (str): name of the ``<Image>`` tag.
         ls_data_key (str): the ``$variable`` of the ``<Image>`` tag.
         ls_image_prefix (str): prepended to the image path (URL-quoted) in ``data.image``.
@@ -79,8 +80,9 @@ class ExportOptions:
     show_boxes: bool = True
     show_labels: bool = True
     polygon_tolerance: float = 0.7
-    ls_shape: str = "polygon"
+    ls_shape: str = "auto"
     ls_from_name: str = "label"
+    ls_brush_from_name: str | None = None
     ls_to_name: str = "image"
     ls_data_key: str = "image"
     ls_image_prefix: str = "/data/local-files/?d="
@@ -246,7 +248,7 @@ class OutputWriter:
         o = self.options
         url = o.ls_image_prefix + urllib.parse.quote(_posix_rel(item.path, self.ls_root), safe="/")
         results = labelstudio_results(dets, self.class_names, o.ls_shape, o.ls_from_name, o.ls_to_name,
-                                      o.polygon_tolerance, id_seed=item.stem)
+                                      o.polygon_tolerance, id_seed=item.stem, brush_from_name=o.ls_brush_from_name)
         return labelstudio_task(url, results, dets.scores, self.model_version, o.ls_data_key)
 
     def _labelme(self, item: ImageItem, dets: Detections, h: int, w: int) -> list[str]:

@@ -278,6 +278,7 @@ def predict(cfg: Any) -> PredictSummary:
         show_boxes=bool(ov.boxes), show_labels=bool(ov.labels),
         polygon_tolerance=float(cfg.polygon_tolerance),
         ls_shape=str(ls.shape), ls_from_name=str(ls.from_name), ls_to_name=str(ls.to_name),
+        ls_brush_from_name=str(ls.brush_from_name) if ls.get("brush_from_name") else None,
         ls_data_key=str(ls.data_key), ls_image_prefix=str(ls.image_prefix or ""),
         ls_image_root=str(ls.image_root) if ls.image_root else None,
         ls_model_version=str(ls.model_version) if ls.model_version else None,
