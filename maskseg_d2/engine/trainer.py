@@ -4,9 +4,10 @@ Added to DefaultTrainer's loop (no copy of it): configurable augmentations (``bu
 per ``logger`` (TensorBoard, W&B) (``build_writers``), and after the EvalHook a validation-loss hook, a best
 checkpoint (``model_best.pth`` + ``best_metric.json``) and early stopping (``build_hooks``). ``train()``
 turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError` naming the cause and the last good
-checkpoint, ends early-stopped runs cleanly, draws ``curves.png`` and finishes the W&B run in a ``finally``.
-Checkpoints go through :class:`~maskseg_d2.engine.checkpoint.SafeCheckpointer` (atomic saves, resume past a
-broken file, ``weights_only`` loading).
+checkpoint, ends early-stopped runs cleanly, draws ``curves.png``, writes ``results.csv`` (one row per evaluation)
+and finishes the W&B run in a ``finally``. Checkpoints go through
+:class:`~maskseg_d2.engine.checkpoint.SafeCheckpointer` (atomic saves, resume past a broken file, ``weights_only``
+loading).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..visualization.curves import plot_training_curves
 from .checkpoint import SafeCheckpointer
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
                     PredictionSampler, ValidationLoss)
+from .results_csv import write_results_csv
 
 __all__ = ["Trainer"]
 
@@ -211,6 +213,10 @@ class Trainer(DefaultTrainer):
                     self.wandb_writer.log_image_file("curves", png)
             except Exception as e:  # a plot must never hide the training's own outcome
                 logger.warning("Could not draw curves.png: %s", e)
+            try:
+                write_results_csv(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.cfg.OUTPUT_DIR)
+            except Exception as e:  # nor a table
+                logger.warning("Could not write results.csv: %s", e)
         if self.wandb_writer is not None:
             self.wandb_writer.finish(exit_code)
 
