@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from ..errors import UserError, fail
 from .formats import FORMATS, read_dataset
+from .labelstudio_api import SOURCES, snapshot_source
 from .loading import ON_ERROR_POLICIES, LoadResult
 
 __all__ = ["DatasetInfo", "register_dataset", "split_train_val", "split_by_lists", "find_annotations",
@@ -58,6 +59,7 @@ class DatasetInfo:
         image_root (str): the image folder.
         skipped (dict[str, int]): skipped items by reason.
         adjusted (dict[str, int]): items kept after an adjustment (EXIF, rescale ...), by reason.
+        source (dict): ``dataset.source=labelstudio_api``: url, project, snapshot path and hash, task count.
     """
 
     train_name: str
@@ -73,6 +75,7 @@ class DatasetInfo:
     image_root: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
     adjusted: dict[str, int] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -321,8 +324,12 @@ def register_dataset(cfg: Any) -> DatasetInfo:
     fmt = str(_get(cfg, "format", "auto"))
     if fmt not in FORMATS:
         raise fail(f"dataset.format={fmt}", "unknown format", f"use one of {', '.join(FORMATS)}")
-    annotations = _annotation_paths(cfg, name, root, fmt)
-    images = _image_folder(cfg, root, fmt, annotations)
+    source = str(_get(cfg, "source", "files"))
+    if source not in SOURCES:
+        raise fail(f"dataset.source={source}", "unknown source", f"use one of {', '.join(SOURCES)}")
+    snap = snapshot_source(cfg, root) if source == "labelstudio_api" else None  # a file export, pulled
+    annotations = [snap.path] if snap else _annotation_paths(cfg, name, root, fmt)
+    images = snap.images if snap else _image_folder(cfg, root, fmt, annotations)
     val_fraction = float(_get(cfg, "val_fraction", 0.2))
     if not 0.0 <= val_fraction < 1.0:
         raise fail(f"dataset.val_fraction={val_fraction}", "must be in [0, 1)", "e.g. 0.2")
@@ -353,7 +360,9 @@ def register_dataset(cfg: Any) -> DatasetInfo:
         is_val = split_by_lists(relpaths, split, "dataset.split")
     else:
         is_val = split_train_val(relpaths, val_fraction, int(_get(cfg, "split_seed", 0)))
-    return _finish(name, annotations, images, loaded, dicts, relpaths, is_val)
+    info = _finish(name, annotations, images, loaded, dicts, relpaths, is_val)
+    info.source = snap.record() if snap else {}
+    return info
 
 
 def _finish(name: str, annotations: list[str], images: str, loaded: LoadResult, dicts: list[dict],

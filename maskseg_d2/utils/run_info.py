@@ -69,6 +69,7 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[st
             "thing_classes": list(dataset.thing_classes),
             "num_train": dataset.num_train,
             "num_val": dataset.num_val,
+            **({"source": dataset.source} if getattr(dataset, "source", None) else {}),  # labelstudio_api pull
         },
         "environment": environment_summary(),
         **(extra or {}),

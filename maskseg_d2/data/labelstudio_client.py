@@ -1,0 +1,181 @@
+"""A small client of Label Studio's REST API: authentication, retries, and one-line errors.
+
+Label Studio 1.2x has two kinds of token, both read from ``LABEL_STUDIO_API_KEY`` (or a file), never from a
+config: a personal access token (a JWT refresh token: exchanged at ``POST /api/token/refresh/`` for a short-lived
+access token sent as ``Authorization: Bearer``) and a legacy token (sent as ``Authorization: Token``). Both the
+token and the access token are registered as secrets (:mod:`maskseg_d2.utils.secrets`), so no log line or file
+holds them; no error message is built from a server or library message that could echo them.
+
+Every call has a timeout, and connection errors and 429/5xx answers are retried (urllib3 ``Retry``, exponential
+back-off); TLS certificates are verified (``REQUESTS_CA_BUNDLE`` names a private CA). The token is sent to the
+Label Studio server only: a task image on another host is fetched without it.
+"""
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import UserError, fail
+from ..utils.secrets import register_secrets
+
+__all__ = ["TOKEN_ENV", "LabelStudioClient", "read_token"]
+
+TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+TIMEOUT_S = (10.0, 300.0)  # (connect, read): an export of a large project takes minutes to serialise
+RETRIES = Retry(total=3, connect=2, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+                allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False)
+MAX_IMAGE_BYTES = 512 * 2**20  # a task image larger than this is not a photo: refuse it rather than fill the disk
+_FIX_TOKEN = (f"set {TOKEN_ENV} to your Access Token (Label Studio: Account & Settings), "
+              "or dataset.token_file to a file holding it")
+
+
+def read_token(token_file: str | os.PathLike | None = None) -> str:
+    """The API token: the contents of ``token_file`` when given, else ``$LABEL_STUDIO_API_KEY``.
+
+    Returns:
+        str: the token, registered as a secret.
+    """
+    if token_file:
+        try:
+            token = open(token_file, encoding="utf-8").read().strip()
+        except OSError as e:
+            raise fail(f"dataset.token_file={token_file}", f"cannot read it ({e.strerror})", _FIX_TOKEN) from None
+        where = f"dataset.token_file={token_file}"
+    else:
+        token, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
+    if not token:
+        raise fail("Label Studio", f"no API token ({where} is empty or unset)", _FIX_TOKEN)
+    register_secrets([token])
+    return token
+
+
+def _is_jwt(token: str) -> bool:
+    """A personal access token is a JWT (three base64url parts); a legacy token is 40 hex digits."""
+    parts = token.split(".")
+    return len(parts) == 3 and token.startswith("eyJ")
+
+
+class LabelStudioClient:
+    """Authenticated calls to one Label Studio server.
+
+    Args:
+        url (str): the server, e.g. ``http://localhost:8080`` (a path below it is kept: a proxy prefix).
+        token (str): a personal access token or a legacy token (:func:`read_token`).
+    """
+
+    def __init__(self, url: str, token: str) -> None:
+        parts = urllib.parse.urlsplit(str(url).strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise fail(f"dataset.url={url}", "not an http(s) URL", "e.g. dataset.url=http://localhost:8080")
+        self.url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(max_retries=RETRIES))
+        self.session.mount("https://", HTTPAdapter(max_retries=RETRIES))
+        self.session.trust_env = True  # proxies and REQUESTS_CA_BUNDLE from the environment; verify stays on
+        self._auth = self._authorization(token)
+
+    # ---------------------------------------------------------------------------------------- requests
+
+    def _request(self, method: str, url: str, what: str, auth: bool = True, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": self._auth} if auth else {}
+        try:
+            return self.session.request(method, url, headers=headers, timeout=TIMEOUT_S, verify=True, **kwargs)
+        except requests.exceptions.SSLError:
+            raise fail(what, f"the TLS certificate of {self.url} could not be verified",
+                       "fix the server's certificate, or point REQUESTS_CA_BUNDLE at your CA file") from None
+        except requests.exceptions.Timeout:
+            raise fail(what, f"{self.url} did not answer within {TIMEOUT_S[1]:.0f} s",
+                       "check that Label Studio is running and responsive") from None
+        except requests.exceptions.ConnectionError as e:
+            reason = "connection refused" if "refused" in str(e).lower() else "cannot connect"
+            raise fail(what, f"cannot reach Label Studio at {self.url} ({reason})",
+                       "start Label Studio, or fix dataset.url") from None
+        except requests.exceptions.RequestException as e:
+            raise fail(what, f"request to {self.url} failed ({type(e).__name__})", "fix dataset.url") from None
+
+    def _check(self, response: requests.Response, what: str) -> requests.Response:
+        if response.status_code in (401, 403):
+            raise fail(what, f"Label Studio at {self.url} refused the API token (HTTP {response.status_code})",
+                       _FIX_TOKEN)
+        if response.status_code >= 400:
+            raise fail(what, f"Label Studio at {self.url} answered HTTP {response.status_code}",
+                       "check dataset.url and dataset.project")
+        return response
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_label_studio(what, "did not answer with JSON") from None
+
+    def _not_label_studio(self, what: str, how: str) -> UserError:
+        return fail(what, f"{self.url} {how}: is it a Label Studio server?",
+                    "set dataset.url to the address you open Label Studio at, e.g. http://localhost:8080")
+
+    def _authorization(self, token: str) -> str:
+        if not _is_jwt(token):
+            return f"Token {token}"
+        what = "Label Studio personal access token"
+        response = self._request("POST", self.url + "/api/token/refresh/", what, auth=False,
+                                 json={"refresh": token})
+        if response.status_code in (400, 401, 403):
+            raise fail(what, f"{self.url} refused it (HTTP {response.status_code}: expired or revoked?)",
+                       _FIX_TOKEN)
+        access = self._json(self._check(response, what), what).get("access")
+        if not isinstance(access, str) or not access:
+            raise fail(what, f"{self.url} returned no access token", "check dataset.url (Label Studio >= 1.15)")
+        register_secrets([access])
+        return f"Bearer {access}"
+
+    def projects(self, what: str) -> list[dict]:
+        """The projects this token can see (``GET /api/projects/``); also checks the URL and the token."""
+        response = self._request("GET", self.url + "/api/projects/", what, params={"page_size": 10000})
+        if response.status_code in (404, 405):
+            raise self._not_label_studio(what, f"answered HTTP {response.status_code} for /api/projects/")
+        listing = self._json(self._check(response, what), what)
+        projects = listing.get("results") if isinstance(listing, dict) else listing
+        if not isinstance(projects, list):
+            raise self._not_label_studio(what, "answered /api/projects/ with something else than projects")
+        return [p for p in projects if isinstance(p, dict)]
+
+    def get_json(self, path: str, what: str, params: dict | None = None) -> Any:
+        """``GET <url><path>`` as JSON; HTTP errors become one-line :class:`UserError`s naming ``what``."""
+        return self._json(self._check(self._request("GET", self.url + path, what, params=params), what), what)
+
+    def status(self, path: str, what: str) -> int:
+        """The HTTP status of ``GET <url><path>`` (connection errors raise)."""
+        return self._request("GET", self.url + path, what).status_code
+
+    # ----------------------------------------------------------------------------------------- files
+
+    def is_own(self, url: str) -> bool:
+        """True when ``url`` is on this server (the token may be sent with it)."""
+        a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(self.url)
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+    def download(self, uri: str, out: IO[bytes], what: str) -> int:
+        """Stream a task image into ``out``: a server path (``/data/...``) or an http(s) URL.
+
+        Returns:
+            int: the HTTP status: 200, written; another, nothing written: the image is gone (Label Studio 1.23
+            answers 500 for an upload deleted from its disk, after the retries); 401/403 raise.
+        """
+        url = self.url + uri if uri.startswith("/") else uri
+        response = self._request("GET", url, what, auth=self.is_own(url), stream=True)
+        with response:
+            if response.status_code != 200:
+                return self._check(response, what).status_code if response.status_code in (401, 403) \
+                    else response.status_code
+            size = 0
+            for chunk in response.iter_content(1 << 20):
+                size += len(chunk)
+                if size > MAX_IMAGE_BYTES:
+                    raise UserError(f"{what}: larger than {MAX_IMAGE_BYTES >> 20} MiB — not a photo; "
+                                    "remove the task or shrink the image")
+                out.write(chunk)
+        return response.status_code
