@@ -13,9 +13,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["class_colors", "draw_detections", "draw_text"]
+from .fonts import text_mask
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+__all__ = ["class_colors", "draw_detections", "draw_text"]
 
 
 def class_colors(num_classes: int) -> list[tuple[int, int, int]]:
@@ -44,23 +44,28 @@ def draw_text(img: np.ndarray, text: str, org: tuple[int, int], color: tuple[int
               scale: float = 0.5, thickness: int = 1) -> None:
     """Write ``text`` in white on a filled ``color`` box whose bottom-left corner is ``org`` (in place).
 
-    The box is moved inside the image when it would leave it. Non-ASCII characters show as ``?``
-    (OpenCV's Hershey fonts).
+    The box is moved inside the image when it would leave it. Any language: the glyphs come from
+    :func:`~maskseg_d2.visualization.fonts.text_mask` (DejaVu Sans, then a CJK font if one is installed), not
+    OpenCV's ASCII-only Hershey fonts.
 
     Args:
         img (np.ndarray): (H, W, 3) uint8 BGR, modified in place.
         text (str): the label.
         org (tuple[int, int]): (x, y) of the box's bottom-left corner.
         color (tuple[int, int, int]): BGR background colour.
-        scale (float): font scale.
-        thickness (int): stroke width.
+        scale (float): font scale, as OpenCV's (0.5: about 14 px text).
+        thickness (int): stroke width; 1 is regular, each step more adds one pixel of bold.
     """
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+    glyphs = text_mask(text, max(8, round(28 * scale)), max(0, thickness - 1))
+    th, tw = glyphs.shape
     h, w = img.shape[:2]
     x = int(min(max(org[0], 0), max(w - tw - 2, 0)))
-    y = int(min(max(org[1], th + base + 2), h))
-    cv2.rectangle(img, (x, y - th - base - 2), (x + tw + 2, y), color, cv2.FILLED)
-    cv2.putText(img, text, (x + 1, y - base), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    y = int(min(max(org[1], th + 2), h))
+    cv2.rectangle(img, (x, y - th - 2), (x + tw + 2, y), color, cv2.FILLED)
+    y0, x0 = max(y - th - 1, 0), x + 1
+    region = img[y0: y - 1, x0: x0 + tw]
+    alpha = glyphs[th - region.shape[0]:, : region.shape[1], None].astype(np.float32) / 255.0
+    region[:] = (region * (1.0 - alpha) + 255.0 * alpha + 0.5).astype(np.uint8)
 
 
 def draw_detections(
