@@ -1,7 +1,8 @@
 """The one bridge from the Hydra config (``configs/``) to Detectron2's CfgNode.
 
 Order follows Detectron2's ``tools/train_net.py:setup``: ``get_cfg()`` -> ``add_maskseg_config()`` ->
-model-zoo YAML -> our groups (weights, solver, augment) -> raw ``d2`` keys (model's, then top-level) ->
+``model.config_file`` (a model-zoo name or the path of any Detectron2 YAML) -> our groups (weights, solver,
+augment) -> raw ``d2`` keys (model's, then top-level) ->
 what is derived from the data (``NUM_CLASSES``, dataset names, mask format, epochs -> MAX_ITER) ->
 ``OUTPUT_DIR`` = Hydra's run dir -> ``freeze()``.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import yaml
 from detectron2 import model_zoo
 from detectron2.config import CfgNode, get_cfg
 from omegaconf import DictConfig, OmegaConf
@@ -21,12 +23,16 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 
 __all__ = ["build_d2_cfg", "add_maskseg_config", "resolve_weights", "resolve_device", "flatten_d2_keys",
-           "epochs_to_iters"]
+           "epochs_to_iters", "config_file_path", "load_base_config", "departs_from_base", "flatten_tree"]
 
 logger = logging.getLogger(__name__)
 
 # Keys that come from the data or the run, never typed by hand (they would go out of sync).
 _DERIVED_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "DATASETS.TRAIN", "DATASETS.TEST", "OUTPUT_DIR")
+# The recipe a fine-tune may depart from: run_info.json lists these sections' differences from the base config
+# (INPUT.MASK_FORMAT follows the data, not a choice).
+_RECIPE_SECTIONS = ("SOLVER", "INPUT")
+_FROM_DATA = ("INPUT.MASK_FORMAT",)
 
 
 def add_maskseg_config(cfg: CfgNode) -> None:
@@ -71,7 +77,7 @@ def resolve_device(device: str) -> str:
 
 
 def _model_url(model_cfg: Mapping[str, Any], key: str, kind: str) -> str | None:
-    """``zoo_weights`` / ``imagenet_weights`` of a model yaml: absent -> derive from zoo_config; null -> none."""
+    """``zoo_weights`` / ``imagenet_weights`` of a model yaml: absent -> derive from config_file; null -> none."""
     if key not in model_cfg:
         return ""  # derive
     value = model_cfg[key]
@@ -81,24 +87,97 @@ def _model_url(model_cfg: Mapping[str, Any], key: str, kind: str) -> str | None:
     return str(value)
 
 
+def config_file_path(config_file: str) -> str:
+    """The Detectron2 YAML that ``model.config_file`` names: an existing file, else a model-zoo config name.
+
+    A local file wins over a zoo name so that a copy edited under the same relative path is the one used.
+
+    Args:
+        config_file (str): a path (relative to the working directory) or e.g.
+            ``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml``.
+
+    Returns:
+        str: the absolute path of the YAML file.
+    """
+    if os.path.isfile(config_file):
+        return os.path.abspath(config_file)
+    try:
+        return model_zoo.get_config_file(config_file)
+    except RuntimeError:
+        raise UserError(f"model.config_file={config_file}: no such file, nor a model-zoo config — give the path of "
+                        "a Detectron2 yaml or a name from detectron2/model_zoo/configs (e.g. "
+                        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml)") from None
+
+
+def load_base_config(config_file: str) -> CfgNode:
+    """``get_cfg()`` + the ``MASKSEG`` node + ``model.config_file`` merged, its ``_BASE_`` chain resolved by
+    Detectron2's own ``merge_from_file`` (relative to each file, as ``tools/train_net.py`` does).
+
+    Returns:
+        CfgNode: not frozen; the recipe the file declares, before our groups change it.
+    """
+    path = config_file_path(config_file)
+    d2 = get_cfg()
+    add_maskseg_config(d2)
+    try:
+        d2.merge_from_file(path)
+    except (KeyError, AssertionError, ValueError, OSError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: {' '.join(str(e).split())} — model.config_file must be a Detectron2 yaml whose "
+                        "keys exist in detectron2/config/defaults.py (its _BASE_ relative to the file)") from None
+    return d2
+
+
+def flatten_tree(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"SOLVER": {"BASE_LR": 0.02}}`` -> ``{"SOLVER.BASE_LR": 0.02}``; lists and tuples are values (as lists)."""
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten_tree(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: list(node) if isinstance(node, (list, tuple)) else node}
+
+
+def departs_from_base(d2cfg: CfgNode, config_file: str, sections: tuple[str, ...] = _RECIPE_SECTIONS) -> dict:
+    """The ``SOLVER``/``INPUT`` values of the run's config that differ from the base config file's own.
+
+    A fine-tune that changes the zoo recipe (learning rate, schedule, image sizes) says so in ``run_info.json``.
+
+    Args:
+        d2cfg (CfgNode): the run's final config (:func:`build_d2_cfg`).
+        config_file (str): ``model.config_file``.
+        sections (tuple[str]): top-level nodes compared.
+
+    Returns:
+        dict: ``{"SOLVER.BASE_LR": [base value, run value], ...}``, sorted by key.
+    """
+    base = load_base_config(config_file)
+    old = {k: v for s in sections for k, v in flatten_tree(base[s], f"{s}.").items()}
+    new = {k: v for s in sections for k, v in flatten_tree(d2cfg[s], f"{s}.").items()}
+    return {k: [old.get(k), new[k]] for k in sorted(new) if old.get(k) != new[k] and k not in _FROM_DATA}
+
+
 def resolve_weights(model_cfg: Mapping[str, Any]) -> str:
     """Map ``model.weights`` (zoo | imagenet | scratch | path) to a MODEL.WEIGHTS value.
 
     ``zoo`` and ``imagenet`` keep the real download URLs (fetched and cached by iopath on first use). A model
     yaml may name them (``zoo_weights``, ``imagenet_weights``; null = not available for that model);
-    otherwise they come from its ``zoo_config``.
+    otherwise ``zoo`` is the model zoo's checkpoint for ``config_file`` and ``imagenet`` the file's own
+    ``MODEL.WEIGHTS`` (Detectron2's configs name the ImageNet backbone there).
     """
     weights = str(model_cfg["weights"])
-    zoo_config = model_cfg["zoo_config"]
+    config_file = str(model_cfg["config_file"])
     if weights == "zoo":
-        return _model_url(model_cfg, "zoo_weights", "model-zoo COCO") or model_zoo.get_checkpoint_url(zoo_config)
-    if weights == "imagenet":
-        url = _model_url(model_cfg, "imagenet_weights", "ImageNet")
+        url = _model_url(model_cfg, "zoo_weights", "model-zoo COCO")
         if url:
             return url
-        base = get_cfg()
-        base.merge_from_file(model_zoo.get_config_file(zoo_config))
-        return base.MODEL.WEIGHTS
+        try:
+            return model_zoo.get_checkpoint_url(config_file)
+        except RuntimeError:
+            raise UserError(f"model.weights=zoo: {config_file} is not a model-zoo config, so it has no zoo "
+                            "checkpoint — use model.weights=imagenet (the file's MODEL.WEIGHTS), scratch, or a "
+                            ".pth/.pkl path") from None
+    if weights == "imagenet":
+        return _model_url(model_cfg, "imagenet_weights", "ImageNet") or load_base_config(config_file).MODEL.WEIGHTS
     if weights == "scratch":
         return ""
     if "://" not in weights and not Path(weights).is_file():
@@ -221,13 +300,7 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     Returns:
         CfgNode: frozen.
     """
-    d2 = get_cfg()
-    add_maskseg_config(d2)
-    try:
-        d2.merge_from_file(model_zoo.get_config_file(cfg.model.zoo_config))
-    except RuntimeError as e:
-        raise UserError(
-            f"model.zoo_config={cfg.model.zoo_config}: {e} — pick a config from detectron2/model_zoo/configs")
+    d2 = load_base_config(str(cfg.model.config_file))
     d2.MODEL.WEIGHTS = resolve_weights(cfg.model)
     if cfg.model.weights == "scratch":
         _apply_scratch(d2)
