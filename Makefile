@@ -14,7 +14,7 @@ INPUT  ?= datasets/demo/images
 # outside it; torch/torchvision pins are then left to that installation.
 SYSTEM_SITE ?= 0
 
-.PHONY: help setup test test-fast test-gpu lint demo data train eval predict visualize export sweep doctor clean
+.PHONY: help setup test test-fast test-gpu lint demo data train resume eval predict visualize export sweep doctor clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ demo: data ## setup + demo data + train + COCO eval + masked images, on CPU (see
 
 train: setup ## Train: make train EXP=cars_signs ARGS="solver.base_lr=0.01"
 	$(PY) tools/train.py experiment=$(EXP) $(ARGS)
+
+resume: setup ## Continue a run (default: the newest): make resume RUN=<dir> ARGS="solver.max_iter=800"
+	$(PY) tools/train.py resume=$(if $(filter file,$(origin RUN)),last,$(RUN)) $(ARGS)
 
 eval: setup ## Evaluate a run (default: the latest): make eval RUN=outputs/demo/runs/<dir>
 	$(PY) tools/eval.py run=$(RUN) $(ARGS)

@@ -11,22 +11,25 @@ import dataclasses
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor, default_setup
 from detectron2.utils import comm
 
-from ..config import build_d2_cfg
+from ..config import build_d2_cfg, config_file_path, departs_from_base
 from ..data import register_dataset
 from ..errors import UserError
 from ..evaluation import format_ap_table, save_results
 from ..utils.preflight import check_disk_space, check_output_dir, disk_errors
-from ..utils.run_info import save_run_info
+from ..utils.run_info import read_run_info, record_resume, save_run_info
+from ..utils.secrets import redact_tree
 from ..utils.secrets import protect_run, redact_file, redact_hydra_outputs
 from ..visualization import draw_val_predictions
+from .resume import resume_requested, settings_diff
 from .trainer import Trainer
 from .weights import prepare_weights
 
@@ -71,8 +74,10 @@ def _with_weights(d2cfg, weights: str):
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train Mask R-CNN as configured and evaluate it on the validation split.
 
-    ``resume=true`` continues from ``<run dir>/last_checkpoint`` (give the old run dir with
-    ``hydra.run.dir=<run dir>``): weights, optimizer, scheduler, iteration, best metric.
+    ``resume`` (true, or the run dir itself as :class:`~maskseg_d2.engine.resume.ResumeRun` sets it for
+    ``resume=<run dir>|last``) continues from ``<run dir>/last_checkpoint``: weights, optimizer, scheduler,
+    iteration, best metric. The first run's ``run_info.json`` items and resolved config are kept; the resume is
+    appended (:func:`maskseg_d2.utils.run_info.record_resume`).
 
     Args:
         cfg (DictConfig): composed ``configs/train.yaml``; ``cfg.paths.output_dir`` is the run dir.
@@ -130,25 +135,51 @@ def preflight(cfg: DictConfig) -> None:
         _prepare(cfg, output_dir)
 
 
+def _record_resume(cfg: DictConfig, output_dir: str, trainer: Trainer) -> None:
+    """Append this resume to run_info.json: when, from which iteration, and the settings changed since the
+    first run (both resolved, secrets as ``***``)."""
+    first = os.path.join(output_dir, "config_resolved.yaml")
+    now = redact_tree(OmegaConf.to_container(cfg, resolve=True))
+    changed = settings_diff(OmegaConf.to_container(OmegaConf.load(first)), now, changeable=True) \
+        if os.path.isfile(first) else {}
+    changed.pop("resume", None)
+    n = record_resume(output_dir, cfg, {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "from_iteration": trainer.start_iter,
+        "checkpoint": os.path.basename(trainer.checkpointer.resumed_from),
+        "max_iter": trainer.max_iter,
+        "changed": changed,
+    })
+    logger.info("Resume %d of %s recorded in run_info.json (changed since the first run: %s)", n, output_dir,
+                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "nothing")
+
+
 def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     dataset, d2cfg, requested = _prepare(cfg, output_dir)
     # opts: the command line, logged to log.txt as Detectron2's tools do (secrets redacted by the log hook)
-    default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=bool(cfg.resume),
+    default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=resume_requested(cfg, output_dir),
                                             opts=sys.argv[1:]))
     _protect_saved_configs(output_dir)
-    save_run_info(output_dir, cfg, dataset, extra={
-        "weights": {"requested": requested, "loaded": d2cfg.MODEL.WEIGHTS},
-        "schedule": {"max_iter": d2cfg.SOLVER.MAX_ITER, "ims_per_batch": d2cfg.SOLVER.IMS_PER_BATCH,
-                     "epochs": cfg.solver.get("epochs")},
-    })
+    resuming = resume_requested(cfg, output_dir)
+    first_run = not (resuming and read_run_info(output_dir))  # a run killed before run_info.json: write it now
+    if first_run and comm.is_main_process():
+        save_run_info(output_dir, cfg, dataset, extra={
+            "weights": {"requested": requested, "loaded": d2cfg.MODEL.WEIGHTS},
+            "schedule": {"max_iter": d2cfg.SOLVER.MAX_ITER, "ims_per_batch": d2cfg.SOLVER.IMS_PER_BATCH,
+                         "epochs": cfg.solver.get("epochs")},
+            "model_config": {"file": config_file_path(str(cfg.model.config_file)),
+                             "departs_from_base": departs_from_base(d2cfg, str(cfg.model.config_file))},
+        })
 
     trainer = Trainer(d2cfg, hydra_cfg=cfg)
     try:
-        trainer.resume_or_load(resume=bool(cfg.resume))
+        trainer.resume_or_load(resume=resuming)
     except BaseException:
         if trainer.wandb_writer is not None:  # train() and its finally never ran
             trainer.wandb_writer.finish(exit_code=1)
         raise
+    if resuming and comm.is_main_process():
+        _record_resume(cfg, output_dir, trainer)
     results = trainer.train() or {}
     save_results(results, os.path.join(output_dir, "eval", "results.json"))
     val = getattr(trainer, "last_val_losses", None)

@@ -13,9 +13,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import compat
+from .fileio import atomic_write_json
 from .secrets import redact_tree
 
-__all__ = ["git_state", "environment_summary", "save_run_info"]
+__all__ = ["git_state", "environment_summary", "save_run_info", "read_run_info", "record_resume", "RUN_INFO"]
+
+RUN_INFO = "run_info.json"
 
 
 def git_state(root: str) -> dict[str, Any]:
@@ -74,7 +77,44 @@ def save_run_info(output_dir: str, cfg: DictConfig, dataset: Any, extra: dict[st
         "environment": environment_summary(),
         **(extra or {}),
     }
-    path = os.path.join(output_dir, "run_info.json")
-    with open(path, "w") as f:
-        json.dump(redact_tree(info), f, indent=2)
+    return _write(output_dir, info)
+
+
+def _write(output_dir: str, info: dict[str, Any]) -> str:
+    path = os.path.join(output_dir, RUN_INFO)
+    atomic_write_json(path, redact_tree(info), indent=2)
     return path
+
+
+def read_run_info(run_dir: str) -> dict[str, Any]:
+    """``run_info.json`` of a run dir; ``{}`` when training never got that far."""
+    path = os.path.join(run_dir, RUN_INFO)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def record_resume(output_dir: str, cfg: DictConfig, entry: dict[str, Any]) -> int:
+    """Append one resume to ``run_info.json``'s ``"resumes"`` and save its resolved config beside the first one.
+
+    The first run's ``config_resolved.yaml`` and ``run_info.json`` items are kept as they were: resume ``n``
+    writes ``config_resolved_resume_<n>.yaml``.
+
+    Args:
+        output_dir (str): the run dir.
+        cfg (DictConfig): the composed Hydra config of this session.
+        entry (dict): JSON-able facts of this resume (time, iteration, changed settings).
+
+    Returns:
+        int: ``n``, this resume's number (1 for the first).
+    """
+    info = read_run_info(output_dir)
+    resumes = info.setdefault("resumes", [])
+    n = len(resumes) + 1
+    name = f"config_resolved_resume_{n}.yaml"
+    resolved = redact_tree(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.save(OmegaConf.create(resolved), os.path.join(output_dir, name))
+    resumes.append({**entry, "config": name, "command": " ".join(sys.argv)})
+    _write(output_dir, info)
+    return n
