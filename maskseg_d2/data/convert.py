@@ -169,7 +169,8 @@ def convert(
         raise fail(f"on_error={on_error}", "unknown policy", f"use one of {', '.join(ON_ERROR_POLICIES)}")
     paths = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
     strict = report_dir is None and on_error == "error"
-    result = read_dataset(paths, image_root, fmt, classes=classes, class_map=class_map, unknown=unknown, strict=strict)
+    result = read_dataset(paths, image_root, fmt, classes=classes, class_map=class_map, unknown=unknown, strict=strict,
+                          syntax="argparse")  # the library of tools/convert.py: its errors name its options
     if not result.dicts and (on_error == "skip" or not result.problems):
         first = f" ({len(result.problems)} invalid item(s) skipped, e.g. {result.problems[0][1]})" \
             if result.problems else ""

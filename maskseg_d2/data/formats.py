@@ -176,6 +176,7 @@ def read_dataset(
     pick: str = "ground_truth_then_latest",
     image_key: str | None = None,
     strict: bool = True,
+    syntax: str = "override",
 ) -> LoadResult:
     """The detailed form of :func:`load_dataset`: the dicts together with the class list and the counts.
 
@@ -198,6 +199,7 @@ def read_dataset(
         strict (bool): False collects invalid items in ``problems`` instead of raising (report mode,
             ``on_error=skip``): each is skipped and counted, and a file that cannot be read at all is
             one such item.
+        syntax (str): how errors spell the fixes to type (:class:`~maskseg_d2.data.loading.ClassMapper`).
 
     Returns:
         LoadResult: the merged dicts (class ids assigned), ``thing_classes`` (discovered ones when
@@ -210,7 +212,7 @@ def read_dataset(
     if not paths:
         raise fail("inputs", "no annotation file given", "pass at least one export")
     label = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
-    mapper, stats = ClassMapper(classes, class_map, unknown), LoadStats(label, strict)
+    mapper, stats = ClassMapper(classes, class_map, unknown, syntax), LoadStats(label, strict)
     dicts, formats, labelme = [], [], []
     for path in paths:
         try:  # a whole file that cannot be read is one problem: skipped (and counted) when lenient

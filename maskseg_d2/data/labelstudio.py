@@ -50,7 +50,7 @@ def _image_uri(task: dict, image_key: str | None, where: str) -> str:
     if image_key is not None:
         if not isinstance(data.get(image_key), str):
             raise fail(where, f"task data has no '{image_key}' field (has: {', '.join(data)})",
-                       "set image_key to the $variable of your <Image> tag")
+                       "set dataset.image_key=<name>, the $name of your <Image> tag without the $")
         return data[image_key]
     for key in _IMAGE_KEYS:
         if isinstance(data.get(key), str):
@@ -61,7 +61,7 @@ def _image_uri(task: dict, image_key: str | None, where: str) -> str:
     if len(strings) == 1:
         return strings[0]
     raise fail(where, f"cannot tell which task data field is the image (fields: {', '.join(data)})",
-               "pass image_key= with the $variable of your <Image> tag")
+               "set dataset.image_key=<name>, the $name of your <Image> tag without the $")
 
 
 # ----------------------------------------------------------------------------------- annotation pick

@@ -9,6 +9,7 @@ everything into a :class:`LoadResult`.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,9 +19,11 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import UserError, fail
+from ..utils.overrides import dict_override, list_override, shell, yaml_flow
 
 __all__ = [
     "ON_ERROR_POLICIES",
+    "OPTION_SYNTAXES",
     "PENDING_NAME",
     "PROGRESS_MIN_ITEMS",
     "UNKNOWN_POLICIES",
@@ -37,7 +40,11 @@ logger = logging.getLogger(__name__)
 PENDING_NAME = "category_name"  # key holding the class name until ClassMapper.assign() sets category_id
 UNKNOWN_POLICIES = ("error", "skip")
 ON_ERROR_POLICIES = ("error", "skip")  # an invalid item: stop with its one-line error | skip it, counted
+OPTION_SYNTAXES = ("override", "argparse")  # how the unknown-label error spells its fixes: train/visualize | convert
 PROGRESS_MIN_ITEMS = 200  # smaller loads finish before a progress bar would be worth reading
+# difflib ratio above which an unknown label is said to look like a class: Car/car 1.0, cars/car 0.86, but not
+# tree/truck (0.67, which difflib's default 0.6 would suggest), since users may type the mapping as printed
+NEAR_MATCH = 0.75
 
 
 class LoadStats:
@@ -211,14 +218,18 @@ class ClassMapper:
         classes (list[str] or None): the class names in id order, or None to discover them.
         class_map (dict[str, str] or None): raw label -> class name (e.g. ``{"Car": "car"}``).
         unknown (str): ``"error"`` (default) or ``"skip"``, for labels outside ``classes``.
+        syntax (str): how the unknown-label error spells the fixes to type: ``"override"`` (Hydra
+            overrides: tools/train.py, tools/visualize.py) or ``"argparse"`` (tools/convert.py options).
     """
 
     def __init__(self, classes: Sequence[str] | None = None, class_map: Mapping[str, Any] | None = None,
-                 unknown: str = "error"):
+                 unknown: str = "error", syntax: str = "override"):
         if unknown not in UNKNOWN_POLICIES:
             raise fail(f"dataset.unknown={unknown}", "unknown policy",
                        f"use one of {', '.join(UNKNOWN_POLICIES)}")
-        self.unknown = unknown
+        if syntax not in OPTION_SYNTAXES:
+            raise ValueError(f"syntax={syntax!r}: use one of {OPTION_SYNTAXES}")  # a caller's bug, not the user's
+        self.unknown, self.syntax = unknown, syntax
         self.class_map = {_clean(k): (None if v is None else _clean(v)) for k, v in (class_map or {}).items()}
         self.classes = None if classes is None else [_clean(c) for c in classes]
         if self.classes is not None:
@@ -254,11 +265,43 @@ class ClassMapper:
 
     def _unknown_error(self, source: str, unknown: list[str]) -> UserError:
         listed = ", ".join(f"'{n}' ({self.seen[n]}×, first at {self.first_seen[n]})" for n in unknown)
-        return fail(
-            source, f"unknown label(s) {listed}; known classes: {', '.join(self.classes or [])}",
-            "add them to dataset.classes, map them with dataset.class_map (a label mapped to null is "
-            "dropped), or set dataset.unknown=skip",
-        )
+        unknown_skip = "pass --unknown skip" if self.syntax == "argparse" else "set dataset.unknown=skip"
+        class_map_or_classes = self._suggest_fix(unknown)
+        return fail(source, f"unknown label(s) {listed}; known classes: {', '.join(self.classes or [])}",
+                    f"{class_map_or_classes}; or {unknown_skip} (drops their instances)")
+
+    def _suggest_fix(self, unknown: list[str]) -> str:
+        """What to type so that ``unknown`` labels load, as exact shell text.
+
+        A class_map for the labels that look like a class (same name up to case, or a near spelling:
+        ``Car`` -> ``car``); for the rest, the classes list grown by them, or a class_map dropping them. A
+        label that no override can spell (Hydra takes ASCII keys only) gets the dataset YAML line instead.
+        """
+        classes = list(self.classes or [])
+        by_lower = {c.lower(): c for c in classes}
+        near = {n: by_lower[m[0]] for n in unknown
+                if (m := difflib.get_close_matches(n.lower(), list(by_lower), n=1, cutoff=NEAR_MATCH))}
+        others = [n for n in unknown if n not in near]
+        parts = []
+        if near:
+            hint = ", ".join(f"{n} -> {c}" for n, c in near.items())
+            parts.append(f"they look like classes ({hint}): map them with {self._command('class_map', near)}")
+        if others:
+            grow = self._command("classes", classes + others)
+            drop = self._command("class_map", dict.fromkeys(others))
+            parts.append(f"add {', '.join(others)} to the classes with {grow}, or drop them with {drop}")
+        return "; ".join(parts)
+
+    def _command(self, option: str, value: dict[str, str | None] | list[str]) -> str:
+        """``dataset.<option>=<value>`` (or ``--class-map``/``--classes``) as typed in a shell."""
+        if self.syntax == "argparse":
+            items = [f"{k}={v or ''}" for k, v in value.items()] if isinstance(value, dict) else value
+            return shell(f"--{option.replace('_', '-')}", *items)
+        build = dict_override if isinstance(value, dict) else list_override
+        override = build(f"dataset.{option}", value)
+        if override is None:  # a key Hydra's grammar cannot spell (e.g. non-ASCII): the dataset YAML can
+            return f"this line in your configs/dataset/*.yaml: {option}: {yaml_flow(value)}"
+        return shell(override)
 
     def thing_classes(self, source: str) -> list[str]:
         """The final class list; raises for labels outside ``classes`` (unless ``unknown="skip"``).
