@@ -3,7 +3,7 @@
     python tools/convert.py INPUT... --image-root DIR -o OUT.json [--format auto|labelstudio|labelme|coco]
     python tools/convert.py datasets/cars_signs/labelstudio.json --image-root datasets/cars_signs/images --report
 
-INPUT: a Label Studio export (JSON, JSON_MIN or COCO), a COCO file, LabelMe files or folders.
+INPUT: Label Studio exports (JSON, JSON_MIN, COCO), COCO files, LabelMe files/folders; or a live project's URL.
 Bad input: exit code 2, one line naming the file and item (--on-error skip: left out and counted).
 """
 
@@ -13,14 +13,15 @@ from pathlib import Path
 
 from maskseg_d2.data.convert import convert
 from maskseg_d2.data.formats import FORMATS
+from maskseg_d2.data.labelstudio_api import project_url
 from maskseg_d2.errors import UserError
 from maskseg_d2.utils.cli import exit_on_user_error
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="export file(s) or LabelMe folder(s)")
-    p.add_argument("--image-root", help="folder with the photos; file_name is written relative to it")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="export file(s), LabelMe folder(s), a project URL")
+    p.add_argument("--image-root", help="the photos (file_name relative to it); for a URL, the folder to pull into")
     p.add_argument("-o", "--output", help="the COCO JSON to write")
     p.add_argument("--format", default="auto", choices=FORMATS, help="input format (default: detected)")
     p.add_argument("--classes", nargs="+", help="class names in order (default: discovered, sorted)")
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with exit_on_user_error():
-        if args.output is None and args.report is None:
+        if args.output is None and args.report is None and not project_url(args.inputs[0]):  # a URL alone: pull
             raise UserError("nothing to do — pass -o OUT.json and/or --report")
         bad = [m for m in args.class_map if "=" not in m]
         if bad:

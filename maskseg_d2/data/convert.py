@@ -23,6 +23,7 @@ from ..errors import fail
 from ..utils.fileio import atomic_write_text
 from .dataset_report import write_report
 from .formats import read_dataset
+from .labelstudio_api import pull_inputs
 from .loading import ON_ERROR_POLICIES, LoadResult
 
 __all__ = ["to_coco", "convert", "ConvertSummary", "relative_file_name"]
@@ -168,6 +169,7 @@ def convert(
     if on_error not in ON_ERROR_POLICIES:
         raise fail(f"on_error={on_error}", "unknown policy", f"use one of {', '.join(ON_ERROR_POLICIES)}")
     paths = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
+    paths, image_root = pull_inputs(paths, image_root, on_error)  # a Label Studio project URL
     strict = report_dir is None and on_error == "error"
     result = read_dataset(paths, image_root, fmt, classes=classes, class_map=class_map, unknown=unknown, strict=strict,
                           syntax="argparse")  # the library of tools/convert.py: its errors name its options

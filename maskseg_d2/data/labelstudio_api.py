@@ -35,7 +35,7 @@ from .labelstudio import _image_uri, pick_annotation
 from .labelstudio_client import LabelStudioClient, read_token
 
 __all__ = ["SOURCES", "SNAPSHOT_DIR", "IMAGE_CACHE", "Snapshot", "canonical_export", "pull_project",
-           "snapshot_source", "project_url"]
+           "snapshot_source", "project_url", "pull_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,12 +250,40 @@ def snapshot_source(cfg: Any, root: str) -> Snapshot:
                         "dataset.url=http://localhost:8080 dataset.project=3 (id or title)")
     snap = pull_project(str(cfg.get("url")), cfg.get("project"), root, cfg.get("token_file"),
                         cfg.get("image_key"), str(cfg.get("pick") or "ground_truth_then_latest"))
+    return _check_missing(snap, str(cfg.get("on_error") or "error"), "dataset.on_error=skip")
+
+
+def _check_missing(snap: Snapshot, on_error: str, skip_option: str) -> Snapshot:
+    """Lost images: one line naming them (exit 2); with ``on_error=skip`` a warning (the importer skips them)."""
     if snap.missing:
         shown = "; ".join(snap.missing[:3]) + (" ..." if len(snap.missing) > 3 else "")
-        if str(cfg.get("on_error") or "error") != "skip":
+        if on_error != "skip":
             raise fail(f"Label Studio project {snap.project}", f"{len(snap.missing)} labelled task(s) show an image "
-                       f"the server no longer has ({shown})", "delete or fix those tasks, or set "
-                       "dataset.on_error=skip to train without them")
+                       f"the server no longer has ({shown})", f"delete or fix those tasks, or set {skip_option} "
+                       "to go on without them")
         logger.warning("Label Studio project %s: %d task(s) left out, their image is gone (%s)", snap.project,
                        len(snap.missing), shown)
     return snap
+
+
+def pull_inputs(inputs: list[str], image_root: str | None, on_error: str) -> tuple[list[str], str | None]:
+    """``tools/convert.py``'s inputs with a Label Studio project page URL pulled (its snapshot, its image cache).
+
+    Args:
+        inputs (list[str]): files, folders, or one ``http(s)://<server>/projects/<id>`` URL.
+        image_root (str or None): for a URL, the dataset folder it is pulled into (None:
+            ``datasets/labelstudio_<id>``); else the photos, returned as they are.
+        on_error (str): ``skip`` goes on without the tasks whose image is gone.
+
+    Returns:
+        tuple: the inputs (the URL replaced by its snapshot) and the image root (the image cache).
+    """
+    urls = [project_url(i) for i in inputs]
+    if not any(urls):
+        return inputs, image_root
+    if len(inputs) != 1:
+        raise fail(", ".join(inputs), "a Label Studio project URL is converted alone", "pass it as the only input")
+    url, pid = urls[0]
+    snap = pull_project(url, pid, image_root or os.path.join("datasets", f"labelstudio_{pid}"))
+    _check_missing(snap, on_error, "--on-error skip")
+    return [snap.path], snap.images

@@ -12,6 +12,7 @@ Label Studio server only: a task image on another host is fetched without it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import urllib.parse
 from typing import IO, Any
@@ -77,6 +78,8 @@ class LabelStudioClient:
         self.session.mount("http://", HTTPAdapter(max_retries=RETRIES))
         self.session.mount("https://", HTTPAdapter(max_retries=RETRIES))
         self.session.trust_env = True  # proxies and REQUESTS_CA_BUNDLE from the environment; verify stays on
+        # urllib3 logs each retry as a WARNING with the low-level error: the one-line error after the last try says it
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self._auth = self._authorization(token)
 
     # ---------------------------------------------------------------------------------------- requests

@@ -10,7 +10,10 @@ importer with the user's own photos: pulling through the API must register the s
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from maskseg_d2.errors import UserError
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["car", "sign board"]
 TAGS = {"polygonlabels": "poly", "rectanglelabels": "rect", "brushlabels": "brush"}
 LABEL_CONFIG = """<View>
@@ -191,3 +195,29 @@ def test_a_task_whose_image_is_gone_is_named(labelstudio, project, tmp_path, mon
         register_dataset(_dataset(tmp_path, ls, pid))
     info = register_dataset(_dataset(tmp_path, ls, pid, on_error="skip"))
     assert info.num_train + info.num_val == 2 and info.source["tasks"] == 3
+
+
+def _convert(*args: str, token: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": token}
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "convert.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_convert_pulls_a_project_url(labelstudio, project, tmp_path):
+    """tools/convert.py with the project's address as the browser shows it: a snapshot, then COCO."""
+    ls, pid = labelstudio, project["id"]
+    page = f"{ls.url}/projects/{pid}/data?tab=1"
+    bad = _convert(page, "--image-root", str(tmp_path), token="0" * 40)
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        f"error: dataset.url={ls.url}: Label Studio at {ls.url} refused the API token (HTTP 401) — set "
+        "LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), or dataset.token_file to a "
+        "file holding it"]
+    assert not any(tmp_path.iterdir())
+    good = _convert(page, "--image-root", str(tmp_path), "-o", str(tmp_path / "coco.json"),
+                    "--classes", *CLASSES, token=ls.token)
+    assert good.returncode == 0, good.stderr
+    (snapshot,) = (tmp_path / "snapshots").iterdir()
+    coco = json.loads((tmp_path / "coco.json").read_text())
+    assert len(coco["images"]) == 5 and all((tmp_path / "labelstudio_images" / i["file_name"]).is_file()
+                                            for i in coco["images"])
+    assert ls.token not in good.stdout + good.stderr and snapshot.stem in good.stdout + good.stderr

@@ -1,0 +1,141 @@
+"""``dataset.source=labelstudio_api`` without a server: snapshots, the image cache's paths, and bad input.
+
+What needs a server (pulls, tokens the server refuses, lost images) is in
+tests/integration/test_labelstudio_api.py, against the real Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from maskseg_d2.data import register_dataset
+from maskseg_d2.data.labelstudio_api import _save_snapshot, cache_path, canonical_export, project_url
+from maskseg_d2.data.labelstudio_client import LabelStudioClient, read_token
+from maskseg_d2.errors import UserError
+from maskseg_d2.utils.secrets import redact
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "f00dfacef00dfacef00dfacef00dfacef00dface"
+
+
+def _tasks() -> list[dict]:
+    return [{"id": i, "data": {"image": f"/data/upload/1/0000000{i}-p{i}.jpg"}, "annotations": [
+        {"id": 10 + i, "result": [{"type": "polygonlabels", "value": {"points": [[1, 2], [3, 4], [5, 1]]}}]}]}
+        for i in range(1, 4)]
+
+
+def _shuffled(value, rng: random.Random):
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: _shuffled(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [_shuffled(v, rng) for v in value]
+    return value
+
+
+def test_snapshot_hash_is_the_content_not_the_order(tmp_path):
+    tasks = _tasks()
+    rng = random.Random(0)
+    reordered = _shuffled(tasks, rng)[::-1]  # the server's key and task order may change between pulls
+    assert canonical_export(reordered, "x") == canonical_export(tasks, "x")
+    path, sha = _save_snapshot(canonical_export(tasks, "x"), tmp_path / "snapshots")
+    assert _save_snapshot(canonical_export(reordered, "x"), tmp_path / "snapshots") == (path, sha)
+    assert json.loads(Path(path).read_text()) == tasks and Path(path).name == f"{sha}.json"
+    tasks[1]["annotations"][0]["result"][0]["value"]["points"][0] = [1, 2.5]  # one vertex moved
+    _, edited = _save_snapshot(canonical_export(tasks, "x"), tmp_path / "snapshots")
+    assert edited != sha
+    assert sorted(os.listdir(tmp_path / "snapshots")) == sorted([f"{sha}.json", f"{edited}.json"])  # no temp left
+    with pytest.raises(UserError, match="the export is not a list of tasks"):
+        canonical_export({"detail": "x"}, "x")
+
+
+@pytest.mark.parametrize("uri,expected", [
+    ("/data/upload/3/1a2b3c4d-car%20park.jpg", "upload/3/1a2b3c4d-car park.jpg"),
+    ("/storage-data/uploaded/?filepath=upload/3/1a2b3c4d-a.jpg", "upload/3/1a2b3c4d-a.jpg"),
+    ("/data/local-files/?d=photos/night/a.jpg", "photos/night/a.jpg"),
+    ("https://example.com:8443/img/a%20b.png?sig=1", "url/example.com_8443/img/a b.png"),
+    ("/data/local-files/?d=../../etc/passwd", None),
+    ("/data/local-files/?d=photos/../../x.jpg", None),
+    ("/data/upload/../../x.jpg", None),
+    ("s3://bucket/a.jpg", None),
+    ("photos/a.jpg", None),
+])
+def test_cache_paths_stay_inside_the_cache(uri, expected):
+    assert cache_path(uri) == (PurePosixPath(expected) if expected else None)
+
+
+def test_project_url():
+    assert project_url("http://localhost:8080/projects/3/data?tab=5&task=9") == ("http://localhost:8080", 3)
+    assert project_url("https://ls.example.com/sub/projects/12") == ("https://ls.example.com/sub", 12)
+    assert project_url("datasets/projects/3/labelstudio.json") is None
+    assert project_url("http://localhost:8080/projects/") is None
+
+
+def test_token_from_a_file_is_a_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert read_token(tmp_path / "token") == TOKEN
+    assert redact(f"Authorization: Token {TOKEN}") == "Authorization: Token ***"
+    with pytest.raises(UserError, match=r"^Label Studio: no API token \(LABEL_STUDIO_API_KEY is empty or unset\) "
+                                        "— set LABEL_STUDIO_API_KEY"):
+        read_token(None)
+    with pytest.raises(UserError, match="dataset.token_file=.*nope: cannot read it"):
+        read_token(tmp_path / "nope")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cfg(tmp_path, **extra) -> dict:
+    return {"name": "live", "root": str(tmp_path), "source": "labelstudio_api", "url": "http://127.0.0.1:9",
+            "project": 3, **extra}
+
+
+def test_bad_config_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    with pytest.raises(UserError, match=r"^dataset.url=localhost:8080: not an http\(s\) URL"):
+        register_dataset(_cfg(tmp_path, url="localhost:8080"))
+    with pytest.raises(UserError, match="dataset.token: a token never goes in a config") as e:
+        register_dataset(_cfg(tmp_path, token="abcdef0123456789"))
+    assert "abcdef0123456789" not in str(e.value)
+    with pytest.raises(UserError, match="needs dataset.url and dataset.project"):
+        register_dataset(_cfg(tmp_path, url=None))
+    with pytest.raises(UserError, match="dataset.source=labelstudio: unknown source — use one of files, "):
+        register_dataset(_cfg(tmp_path, source="labelstudio"))
+    with pytest.raises(UserError, match=r"dataset.snapshot=abcdef12: no snapshot\(s\) match in .*snapshots "
+                                        r"\(saved: none\)"):
+        register_dataset(_cfg(tmp_path, snapshot="abcdef12"))
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_refused_connection_exits_2_with_one_line(tmp_path):
+    """Through tools/convert.py, as a user types it: nothing listens on the port."""
+    port = _free_port()
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": TOKEN}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "convert.py"), f"http://127.0.0.1:{port}/projects/3",
+                           "--image-root", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"error: dataset.url=http://127.0.0.1:{port}: cannot reach Label Studio at "
+                                        f"http://127.0.0.1:{port} (connection refused) — start Label Studio, or "
+                                        "fix dataset.url"]
+    assert TOKEN not in proc.stdout + proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_client_sends_no_token_to_other_hosts():
+    client = LabelStudioClient("http://127.0.0.1:8080/", TOKEN)
+    assert client.url == "http://127.0.0.1:8080"
+    assert client.is_own("http://127.0.0.1:8080/data/upload/1/a.jpg")
+    assert not client.is_own("http://127.0.0.1:8081/a.jpg") and not client.is_own("https://127.0.0.1:8080/a.jpg")
+    assert not client.is_own("http://127.0.0.1:8080@evil.example.com/a.jpg")
