@@ -5,7 +5,9 @@ Modes (``mode=``):
 * ``gt``: ground truth of any dataset config (``dataset=<configs/dataset/*>``), as grid pages;
 * ``pred``: a run's predictions on its validation (or training) split;
 * ``gt_vs_pred``: ground truth (left) and prediction (right) per image, plus grid pages;
-* ``curves``: the run's loss / AP curves from ``metrics.json``.
+* ``curves``: the run's loss / AP curves from ``metrics.json``;
+* ``train_batch``: training images as the model receives them (the trainer's mapper: crop, resize, flip, colour,
+  JPEG) with their masks, from a run's own config (``run=``) or from ``dataset=`` + ``augment=``.
 
 Images are drawn with Detectron2's ``Visualizer`` (slow, but the best looking); ``tools/predict.py``
 uses the fast OpenCV drawing instead.
@@ -17,63 +19,31 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
-from detectron2.utils.visualizer import ColorMode, Visualizer
+from detectron2.utils.visualizer import ColorMode
 
+from .config import build_d2_cfg
 from .data import register_dataset
 from .engine.run import Run
+from .engine.trainer import Trainer
 from .errors import UserError
-from .visualization import draw_gt_vs_pred
+from .visualization import UnicodeVisualizer, draw_gt_vs_pred
 from .visualization.curves import plot_training_curves
-from .visualization.overlay import draw_text
+from .visualization.grid import make_grid
+from .visualization.train_batch import draw_mapped_sample, sample_title
 
 __all__ = ["MODES", "make_grid", "save_grids", "draw_ground_truth", "draw_run_predictions", "plot_run_curves",
-           "visualize"]
+           "draw_training_samples", "visualize"]
 
-MODES = ("gt", "pred", "gt_vs_pred", "curves")
+MODES = ("gt", "pred", "gt_vs_pred", "curves", "train_batch")
 _SPLITS = ("train", "val", "all")
-
-
-def make_grid(images: Sequence[np.ndarray], cols: int = 4, cell: int = 384,
-              titles: Sequence[str] | None = None, pad: int = 6) -> np.ndarray:
-    """Tile images into one picture; each is scaled to fit a ``cell`` x ``cell`` square (aspect kept),
-    each row as tall as its tallest image.
-
-    Args:
-        images (list[np.ndarray]): (H, W, 3) uint8 images, all in the same channel order.
-        cols (int): images per row.
-        cell (int): the side of a cell in pixels.
-        titles (list[str] or None): a caption per image (ASCII), drawn in its top-left corner.
-        pad (int): white space between cells.
-
-    Returns:
-        np.ndarray: the grid, uint8, same channel order as the inputs.
-    """
-    if not images:
-        raise ValueError("make_grid needs at least one image")
-    cols = max(1, min(cols, len(images)))
-    small = []
-    for img in images:
-        h, w = img.shape[:2]
-        s = cell / max(h, w)
-        small.append(cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
-                                interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR))
-    rows = [small[i: i + cols] for i in range(0, len(small), cols)]
-    heights = [max(im.shape[0] for im in row) for row in rows]  # rows as tall as their tallest image
-    grid = np.full((sum(heights) + pad * (len(rows) + 1), cols * (cell + pad) + pad, 3), 255, np.uint8)
-    y = pad
-    for r, (row, rh) in enumerate(zip(rows, heights)):
-        for c, im in enumerate(row):
-            x = pad + c * (cell + pad)
-            grid[y: y + im.shape[0], x: x + im.shape[1]] = im
-            if titles:
-                text = str(titles[r * cols + c])[:60].encode("ascii", "replace").decode()
-                draw_text(grid, text, (x, y + 18), (60, 60, 60), 0.45)
-        y += rh + pad
-    return grid
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def save_grids(images: Sequence[np.ndarray], titles: Sequence[str], out_dir: str, prefix: str,
@@ -127,7 +97,7 @@ def draw_ground_truth(dataset_cfg: Any, out_dir: str, split: str = "train", num_
     images, titles = [], []
     for record in _records(names, num_images):
         rgb = read_image(record["file_name"], format="RGB")  # EXIF applied, as in training
-        images.append(Visualizer(rgb, metadata).draw_dataset_dict(record).get_image())
+        images.append(UnicodeVisualizer(rgb, metadata).draw_dataset_dict(record).get_image())
         titles.append(_title(record))
     if not images:
         raise UserError(f"{info.annotations}: the {split} split is empty — try split=all")
@@ -171,7 +141,7 @@ def draw_run_predictions(run_dir: str, out_dir: str, side_by_side: bool = True, 
         if side_by_side:
             canvas = draw_gt_vs_pred(rgb, record, instances, metadata)
         else:
-            vis = Visualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
+            vis = UnicodeVisualizer(rgb, metadata, instance_mode=ColorMode.IMAGE)
             canvas = vis.draw_instance_predictions(instances).get_image()
         path = os.path.join(out_dir, os.path.splitext(os.path.basename(record["file_name"]))[0] + ".png")
         cv2.imwrite(path, canvas[:, :, ::-1])
@@ -202,6 +172,46 @@ def plot_run_curves(run_dir: str, out_png: str) -> str:
     return out_png
 
 
+def _train_d2cfg(cfg: Any, out_dir: str) -> Any:
+    """The Detectron2 config tools/train.py would build for ``dataset=`` and ``augment=`` of ``cfg`` (the other
+    groups at configs/train.yaml's defaults)."""
+    if GlobalHydra.instance().is_initialized():  # inside tools/visualize.py: same config search path
+        train_cfg = compose("train")
+    else:
+        with initialize_config_dir(config_dir=_CONFIGS, version_base="1.3"):
+            train_cfg = compose("train")
+    with open_dict(train_cfg):
+        train_cfg.dataset, train_cfg.augment = cfg.dataset, cfg.augment
+    return build_d2_cfg(train_cfg, register_dataset(cfg.dataset), out_dir)
+
+
+def draw_training_samples(d2cfg: Any, out_dir: str, num_images: int | None = 16, cols: int = 4,
+                          cell: int = 384) -> list[str]:
+    """Draw training images as the model receives them, with their instances, as ``train_batch_<page>.png``.
+
+    Like Detectron2's ``tools/visualize_data.py --source dataloader``: the trainer's own mapper
+    (:meth:`~maskseg_d2.engine.trainer.Trainer.mapped_train_samples`), so every crop, resize, flip, colour and JPEG
+    augmentation of the config is applied to image, masks and boxes alike.
+
+    Args:
+        d2cfg (CfgNode): a training config (a run's, or :func:`maskseg_d2.config.build_d2_cfg`'s).
+        out_dir (str): where the PNGs go.
+        num_images (int or None): the first N training images (None: 16).
+        cols (int): images per grid row.
+        cell (int): grid cell size in pixels.
+
+    Returns:
+        list[str]: the grid PNGs.
+    """
+    samples = Trainer.mapped_train_samples(d2cfg, num_images or 16)
+    if not samples:
+        raise UserError(f"{d2cfg.DATASETS.TRAIN[0]}: no training image with instances to draw — check the "
+                        f"dataset's split (val_fraction) and its annotations")
+    metadata = MetadataCatalog.get(d2cfg.DATASETS.TRAIN[0])
+    images = [draw_mapped_sample(s, metadata, d2cfg.INPUT.FORMAT, cell) for s in samples]
+    return save_grids(images, [sample_title(s) for s in samples], out_dir, "train_batch", cols=cols, cell=cell)
+
+
 def visualize(cfg: Any) -> list[str]:
     """Run one mode of ``configs/visualize.yaml`` (what ``tools/visualize.py`` calls).
 
@@ -215,10 +225,12 @@ def visualize(cfg: Any) -> list[str]:
     if mode not in MODES:
         raise UserError(f"mode={mode}: use one of {', '.join(MODES)}")
     num = int(cfg.num_images) if cfg.num_images else None
-    if mode == "gt":
+    if mode in ("gt", "train_batch") and not (mode == "train_batch" and cfg.run):
         if cfg.dataset is None:
-            raise UserError("mode=gt needs a dataset: dataset=<name of configs/dataset/*.yaml>")
+            raise UserError(f"mode={mode} needs a dataset: dataset=<name of configs/dataset/*.yaml>")
         out = str(cfg.output or os.path.join(cfg.paths.log_dir, "visualize", str(cfg.dataset.name)))
+        if mode == "train_batch":
+            return draw_training_samples(_train_d2cfg(cfg, out), out, num, int(cfg.cols), int(cfg.cell))
         return draw_ground_truth(cfg.dataset, out, str(cfg.split), num, int(cfg.cols), int(cfg.cell))
     if not cfg.run:
         raise UserError(f"mode={mode} needs run=<run dir> (a directory written by tools/train.py)")
@@ -226,6 +238,10 @@ def visualize(cfg: Any) -> list[str]:
     out = str(cfg.output or os.path.join(run_dir, "visualize"))
     if mode == "curves":
         return [plot_run_curves(run_dir, os.path.join(out, "curves.png"))]
+    if mode == "train_batch":
+        run = Run.open(run_dir, str(cfg.checkpoint) if cfg.checkpoint else None, "cpu")
+        run.split_name("train")  # registers the run's data under the names its config uses
+        return draw_training_samples(run.d2cfg, out, num, int(cfg.cols), int(cfg.cell))
     split = "val" if str(cfg.split) == "all" else str(cfg.split)
     checkpoint = str(cfg.checkpoint) if cfg.checkpoint else None
     return draw_run_predictions(run_dir, out, mode == "gt_vs_pred", split, num, float(cfg.score_threshold),

@@ -48,6 +48,7 @@ def add_maskseg_config(cfg: CfgNode) -> None:
     aug.SATURATION = ()
     aug.JPEG_QUALITY = ()     # (min, max) JPEG quality in [1, 100]; () = off
     aug.JPEG_PROB = 0.5
+    aug.FLIP_PROB = 0.5       # share of images flipped along INPUT.RANDOM_FLIP
     cfg.MASKSEG.BEST_METRIC = "segm/AP"  # model_best.pth tracks it
     cfg.MASKSEG.BEST_MODE = "max"
     cfg.MASKSEG.EARLY_STOPPING_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
@@ -270,6 +271,9 @@ def _apply_augment(d2: CfgNode, a: DictConfig) -> None:
     aug.SATURATION = _pair(a.get("saturation"), "saturation")
     aug.JPEG_QUALITY = tuple(int(q) for q in _pair(a.get("jpeg_quality"), "jpeg_quality"))
     aug.JPEG_PROB = float(a.get("jpeg_prob", 0.5))
+    aug.FLIP_PROB = float(a.get("flip_prob", 0.5))
+    if not 0.0 <= aug.FLIP_PROB <= 1.0:
+        raise UserError(f"augment.flip_prob={aug.FLIP_PROB:g}: must be in [0, 1] (0.5 flips half the images)")
 
 
 def _plain(node: Any) -> dict:

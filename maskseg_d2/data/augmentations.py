@@ -88,7 +88,8 @@ def _flip(cfg: CfgNode) -> list[T.Augmentation]:
         return []
     if flip not in ("horizontal", "vertical"):
         raise ValueError(f"INPUT.RANDOM_FLIP={flip}: use horizontal, vertical or none")
-    return [T.RandomFlip(horizontal=flip == "horizontal", vertical=flip == "vertical")]
+    prob = float(cfg.MASKSEG.AUGMENT.get("FLIP_PROB", 0.5))  # .get: configs of runs made before the key
+    return [T.RandomFlip(prob, horizontal=flip == "horizontal", vertical=flip == "vertical")]
 
 
 def _photometric(cfg: CfgNode) -> list[T.Augmentation]:

@@ -1,11 +1,11 @@
 """``Trainer``: Detectron2's DefaultTrainer with what practitioners ask for, through build_* overrides and hooks.
 
-Added to DefaultTrainer's loop (no copy of it): configurable augmentations (``build_train_loader``), writers
-per ``logger`` (TensorBoard, W&B) (``build_writers``), and after the EvalHook a validation-loss hook, a best
-checkpoint (``model_best.pth`` + ``best_metric.json``) and early stopping (``build_hooks``). ``train()``
-turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError` naming the cause and the last good
-checkpoint, ends early-stopped runs cleanly, draws ``curves.png``, writes ``results.csv`` (one row per evaluation)
-and finishes the W&B run in a ``finally``. Checkpoints go through
+Added to DefaultTrainer's loop (no copy of it): configurable augmentations (``build_train_loader``; a batch of
+them drawn to ``train_batch.jpg`` at the start), writers per ``logger`` (TensorBoard, W&B) (``build_writers``), and
+after the EvalHook a validation-loss hook, a best checkpoint (``model_best.pth`` + ``best_metric.json``) and early
+stopping (``build_hooks``). ``train()`` turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError`
+naming the cause and the last good checkpoint, ends early-stopped runs cleanly, draws ``curves.png``, writes
+``results.csv`` (one row per evaluation) and finishes the W&B run in a ``finally``. Checkpoints go through
 :class:`~maskseg_d2.engine.checkpoint.SafeCheckpointer` (atomic saves, resume past a broken file, ``weights_only``
 loading).
 """
@@ -15,8 +15,10 @@ import logging
 import os
 from typing import Any
 
+import cv2
+
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
+from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
@@ -26,10 +28,12 @@ from ..config import add_maskseg_config
 from ..data.augmentations import build_test_augmentations, build_train_augmentations
 from ..errors import UserError
 from ..evaluation import build_evaluator
+from ..utils.fileio import atomic_write
 from ..visualization.curves import plot_training_curves
+from ..visualization.train_batch import draw_train_batch
 from .checkpoint import SafeCheckpointer
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
-                    PredictionSampler, ValidationLoss)
+                    PredictionSampler, ValidationLoss, preserved_rng)
 from .results_csv import write_results_csv
 
 __all__ = ["Trainer"]
@@ -85,10 +89,45 @@ class Trainer(DefaultTrainer):
         return build_evaluator(dataset_name, output_folder or os.path.join(cfg.OUTPUT_DIR, "eval"))
 
     @classmethod
+    def build_train_mapper(cls, cfg) -> DatasetMapper:
+        """The training mapper: DatasetMapper applies each augmentation's transform to image, masks and boxes."""
+        return DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentations(cfg))
+
+    @classmethod
     def build_train_loader(cls, cfg):
-        # DatasetMapper applies each augmentation's transform to image, masks and boxes alike.
-        mapper = DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentations(cfg))
-        return build_detection_train_loader(cfg, mapper=mapper)
+        return build_detection_train_loader(cfg, mapper=cls.build_train_mapper(cfg))
+
+    @classmethod
+    def mapped_train_samples(cls, cfg, num_images: int = 16) -> list[dict]:
+        """The first ``num_images`` training images as the model receives them (the training mapper, augmented).
+
+        The python/numpy/torch random streams are restored afterwards: drawing them changes no training run.
+
+        Args:
+            cfg (CfgNode): the run's config (``DATASETS.TRAIN``, ``INPUT.*``, ``MASKSEG.AUGMENT.*``).
+            num_images (int): how many.
+
+        Returns:
+            list[dict]: DatasetMapper outputs (``image`` tensor, ``instances``, ``file_name``...).
+        """
+        records = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        with preserved_rng():
+            mapper = cls.build_train_mapper(cfg)
+            return [mapper(record) for record in records[:num_images]]  # the mapper copies each record
+
+    def write_train_batch(self, path: str | None = None) -> str:
+        """Draw one batch of mapped training samples (``SOLVER.IMS_PER_BATCH``, 4 to 16) to ``train_batch.jpg``.
+
+        Returns:
+            str: the JPEG's path.
+        """
+        path = path or os.path.join(self.cfg.OUTPUT_DIR, "train_batch.jpg")
+        samples = self.mapped_train_samples(self.cfg, min(max(self.cfg.SOLVER.IMS_PER_BATCH, 4), 16))
+        grid = draw_train_batch(samples, MetadataCatalog.get(self.cfg.DATASETS.TRAIN[0]), self.cfg.INPUT.FORMAT,
+                                cell=320)
+        ok, jpeg = cv2.imencode(".jpg", grid[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        atomic_write(path, lambda f: f.write(jpeg.tobytes()))
+        return path
 
     @classmethod
     def build_val_loss_loader(cls, cfg, dataset_name: str):
@@ -190,6 +229,11 @@ class Trainer(DefaultTrainer):
             UserError: the loss became NaN/Inf (message: cause, fix, last good checkpoint).
         """
         exit_code = 1
+        if comm.is_main_process():
+            try:
+                logger.info("Training samples as the model sees them: %s", self.write_train_batch())
+            except Exception as e:  # a picture must never stop a training
+                logger.warning("Could not draw train_batch.jpg: %s", e)
         try:
             super().train()
             exit_code = 0

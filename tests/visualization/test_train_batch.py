@@ -1,0 +1,66 @@
+"""tools/visualize.py mode=train_batch: training images as the model receives them (the trainer's mapper), masks
+included; and the train_batch.jpg a training run writes at its start."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from maskseg_d2.browse import visualize
+from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.errors import UserError
+
+CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
+W, H, GRAY = 200, 160, 128
+OBJECT = (10, 80, 70, 150)  # x0, y0, x1, y1: left side, lower half (the grid title sits at the top)
+
+
+def _one_object_dataset(root: Path) -> None:
+    """One gray image, one rectangle instance on its left side, COCO format."""
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "a.png"), np.full((H, W, 3), GRAY, np.uint8))
+    x0, y0, x1, y1 = OBJECT
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": (x1 - x0) * (y1 - y0),
+                             "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}]}
+    (root / "coco.json").write_text(json.dumps(coco))
+
+
+@pytest.mark.parametrize("flip_prob, side", [(1.0, "right"), (0.0, "left")])
+def test_train_batch_masks_follow_a_forced_flip(tmp_path, flip_prob, side):
+    _one_object_dataset(tmp_path / "data")
+    overrides = ["mode=train_batch", "dataset=demo", f"dataset.root={tmp_path / 'data'}", "dataset.format=coco",
+                 "dataset.annotations=${dataset.root}/coco.json", "dataset.classes=[thing]", "dataset.val_fraction=0",
+                 f"augment.flip_prob={flip_prob}", "augment.min_size_train=[160]", f"output={tmp_path / 'out'}",
+                 f"cell={W}", "cols=1"]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("visualize", overrides=overrides)
+    (grid_png,) = visualize(cfg)
+    assert Path(grid_png).name == "train_batch_00.png"
+    cell = cv2.imread(grid_png)[6: 6 + H, 6: 6 + W].astype(int)  # make_grid: 6 px padding, one cell of W x H
+    drawn = np.abs(cell - GRAY).max(axis=2) > 30
+    drawn[:40] = False  # the cell's title (file name), top-left
+    left, right = int(drawn[:, : W // 2].sum()), int(drawn[:, W // 2:].sum())
+    mirror = (W - OBJECT[2], OBJECT[1], W - OBJECT[0], OBJECT[3])  # where the flip puts the object
+    x0, y0, x1, y1 = OBJECT if side == "left" else mirror
+    inside = drawn[y0 + 3: y1 - 3, x0 + 3: x1 - 3].mean()
+    assert inside > 0.95, inside  # the mask tints the whole object, where the flip (or not) put it
+    assert (left, right)[side == "left"] < 0.05 * (left, right)[side == "right"], (left, right)
+
+
+def test_flip_prob_outside_0_1_is_one_line(compose_cfg):
+    cfg = compose_cfg("augment.flip_prob=1.5")
+    with pytest.raises(UserError, match=r"augment.flip_prob=1.5: must be in \[0, 1\]"):
+        build_d2_cfg(cfg, None, "unused")
+
+
+@pytest.mark.slow
+def test_training_run_writes_train_batch_jpg(tiny_run):
+    run_dir, _ = tiny_run
+    jpg = cv2.imread(str(run_dir / "train_batch.jpg"))
+    assert jpg is not None and jpg.shape[0] > 100 and jpg.shape[1] >= 4 * 320  # 4 cells of 320 px (2 per batch -> 4)
