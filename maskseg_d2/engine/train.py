@@ -190,6 +190,6 @@ def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
         weights = os.path.join(output_dir, "model_final.pth")
         records = DatasetCatalog.get(dataset.val_name)[: int(cfg.num_vis)]
         draw_val_predictions(DefaultPredictor(_with_weights(d2cfg, weights)), records, dataset.val_name,
-                             os.path.join(output_dir, "vis"))
+                             os.path.join(output_dir, "vis"), float(cfg.vis_score_threshold))
     logger.info("Evaluation on %s:\n%s", dataset.val_name, format_ap_table(results))
     return results
