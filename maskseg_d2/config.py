@@ -123,8 +123,9 @@ def load_base_config(config_file: str) -> CfgNode:
     try:
         d2.merge_from_file(path)
     except (KeyError, AssertionError, ValueError, OSError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: {' '.join(str(e).split())} — model.config_file must be a Detectron2 yaml whose "
-                        "keys exist in detectron2/config/defaults.py (its _BASE_ relative to the file)") from None
+        raise UserError(f"{path}: cannot load it as a Detectron2 config ({e}) — model.config_file must be a "
+                        "Detectron2 yaml whose keys exist in detectron2/config/defaults.py (its _BASE_ relative to "
+                        "the file)") from None
     return d2
 
 

@@ -83,6 +83,6 @@ def test_a_missing_config_file_is_one_line(compose_cfg, tmp_path):
 def test_a_missing_base_is_one_line_naming_the_file(compose_cfg, user_yaml):
     shutil.rmtree(user_yaml.parent.parent / "base")
     cfg = compose_cfg(f"model.config_file={user_yaml}", "device=cpu")
-    with pytest.raises(UserError, match=rf"^{user_yaml}: .*Base-RCNN-FPN.yaml.* — model.config_file must be a "
-                                        r"Detectron2 yaml"):
+    with pytest.raises(UserError, match=rf"^{user_yaml}: cannot load it as a Detectron2 config \(.*Base-RCNN-FPN"
+                                        r".yaml.*\) — model.config_file must be a Detectron2 yaml"):
         build_d2_cfg(cfg, None, "o")
