@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
+from pathlib import Path
 from typing import IO, Any
 
 import requests
@@ -31,8 +32,6 @@ TIMEOUT_S = (10.0, 300.0)  # (connect, read): an export of a large project takes
 RETRIES = Retry(total=3, connect=2, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False)
 MAX_IMAGE_BYTES = 512 * 2**20  # a task image larger than this is not a photo: refuse it rather than fill the disk
-_FIX_TOKEN = (f"set {TOKEN_ENV} to your Access Token (Label Studio: Account & Settings), "
-              "or dataset.token_file to a file holding it")
 
 
 def read_token(token_file: str | os.PathLike | None = None) -> str:
@@ -43,14 +42,17 @@ def read_token(token_file: str | os.PathLike | None = None) -> str:
     """
     if token_file:
         try:
-            token = open(token_file, encoding="utf-8").read().strip()
+            token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise fail(f"dataset.token_file={token_file}", f"cannot read it ({e.strerror})", _FIX_TOKEN) from None
+            raise fail(f"dataset.token_file={token_file}", f"cannot read it ({e.strerror})",
+                       "fix the path, or unset dataset.token_file and set LABEL_STUDIO_API_KEY") from None
         where = f"dataset.token_file={token_file}"
     else:
         token, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
     if not token:
-        raise fail("Label Studio", f"no API token ({where} is empty or unset)", _FIX_TOKEN)
+        raise fail("Label Studio", f"no API token ({where} is empty or unset)",
+                   "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
+                   "or dataset.token_file to a file holding it")
     register_secrets([token])
     return token
 
@@ -104,7 +106,8 @@ class LabelStudioClient:
     def _check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code in (401, 403):
             raise fail(what, f"Label Studio at {self.url} refused the API token (HTTP {response.status_code})",
-                       _FIX_TOKEN)
+                       "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
+                       "or dataset.token_file to a file holding it")
         if response.status_code >= 400:
             raise fail(what, f"Label Studio at {self.url} answered HTTP {response.status_code}",
                        "check dataset.url and dataset.project")
@@ -128,7 +131,8 @@ class LabelStudioClient:
                                  json={"refresh": token})
         if response.status_code in (400, 401, 403):
             raise fail(what, f"{self.url} refused it (HTTP {response.status_code}: expired or revoked?)",
-                       _FIX_TOKEN)
+                       "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
+                       "or dataset.token_file to a file holding it")
         access = self._json(self._check(response, what), what).get("access")
         if not isinstance(access, str) or not access:
             raise fail(what, f"{self.url} returned no access token", "check dataset.url (Label Studio >= 1.15)")

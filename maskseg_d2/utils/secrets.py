@@ -3,7 +3,10 @@
 Which values are secret:
 
 - the value of every environment variable whose name ends in ``_KEY``, ``_TOKEN``, ``_SECRET``,
-  ``_PASSWORD`` or ``_PASSWD`` (``WANDB_API_KEY``, ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``...);
+  ``_PASSWORD`` or ``_PASSWD`` (``WANDB_API_KEY``, ``HF_TOKEN``, ``LABEL_STUDIO_API_KEY``,
+  ``AWS_SECRET_ACCESS_KEY``...);
+- values registered where they are made or read: a Label Studio token read from ``dataset.token_file`` and the
+  access token a personal access token is exchanged for (:mod:`maskseg_d2.data.labelstudio_client`);
 - every string under a config key named like a credential (``api_key``, ``*_token``, ``secret``, ``*_password``),
   e.g. ``+logger.api_key=...`` typed on the command line.
 

@@ -20,7 +20,7 @@ from maskseg_d2.data import register_dataset
 from maskseg_d2.data.labelstudio_api import _save_snapshot, cache_path, canonical_export, project_url
 from maskseg_d2.data.labelstudio_client import LabelStudioClient, read_token
 from maskseg_d2.errors import UserError
-from maskseg_d2.utils.secrets import redact
+from maskseg_d2.utils.secrets import env_secrets, redact
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "f00dfacef00dfacef00dfacef00dfacef00dface"
@@ -90,6 +90,7 @@ def test_token_from_a_file_is_a_secret(tmp_path, monkeypatch):
         read_token(None)
     with pytest.raises(UserError, match="dataset.token_file=.*nope: cannot read it"):
         read_token(tmp_path / "nope")
+    assert env_secrets({"LABEL_STUDIO_API_KEY": TOKEN[::-1]}) == {TOKEN[::-1]}  # redacted from every run's files
 
 
 def _free_port() -> int:
