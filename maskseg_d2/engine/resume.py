@@ -142,7 +142,7 @@ class ResumeRun(Callback):
         diff = settings_diff(old, mine)
         if diff:
             changes = ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in diff.items())
-            raise UserError(f"resume: {run_dir} was trained with different settings: {changes}; continue with the "
+            raise UserError(f"resume: {run_dir} was trained with different settings: {changes} — continue with the "
                             "same values or start a new run")
         with read_write(new), open_dict(new):
             new.resume = run_dir

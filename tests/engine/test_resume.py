@@ -45,7 +45,7 @@ def test_a_changed_training_setting_stops_in_one_line_and_writes_nothing(first_r
     assert done.returncode == 2, done.stderr[-3000:]
     # demo's base_lr is 0.02; solver.max_iter may change and is not listed
     assert done.stderr.strip() == (f"error: resume: {run_dir} was trained with different settings: solver.base_lr "
-                                   "0.02 -> 0.01, augment.max_size_train 128 -> 160; continue with the same values "
+                                   "0.02 -> 0.01, augment.max_size_train 128 -> 160 — continue with the same values "
                                    "or start a new run")
     assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
     assert [p.name for p in (log_dir / "demo" / "runs").iterdir()] == [run_dir.name]  # no new run dir either
