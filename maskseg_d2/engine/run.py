@@ -186,8 +186,16 @@ class Run:
 
     @cached_property
     def dataset(self) -> Any:
-        """DatasetInfo: the run's dataset, registered (its data must be on disk)."""
-        return register_dataset(self.cfg.dataset)
+        """DatasetInfo: the run's dataset, registered (its data must be on disk).
+
+        A run trained from a live Label Studio project reads the snapshot it trained on (``run_info.json``), offline,
+        whatever the project holds now."""
+        info: dict = {}
+        if os.path.isfile(os.path.join(self.run_dir, "run_info.json")):
+            with open(os.path.join(self.run_dir, "run_info.json"), encoding="utf-8") as f:
+                info = json.load(f)
+        sha = info.get("dataset", {}).get("source", {}).get("sha")
+        return register_dataset(OmegaConf.merge(self.cfg.dataset, {"snapshot": sha}) if sha else self.cfg.dataset)
 
     def split_name(self, split: str = "val") -> str:
         """The registered name of the run's ``val`` or ``train`` split."""

@@ -25,6 +25,7 @@ from maskseg_d2.data import load_dataset, register_dataset
 from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data.images import normalize_name
 from maskseg_d2.data.labelstudio_paths import resolve_image, upload_names
+from maskseg_d2.engine.run import Run
 from maskseg_d2.errors import UserError
 
 pytestmark = pytest.mark.integration
@@ -158,6 +159,9 @@ def test_training_from_a_live_project_records_it_and_never_the_token(labelstudio
             data = path.read_bytes()
             assert not any(s.encode() in data for s in secrets), path
     assert not any(s in out + err for s in secrets)
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")  # evaluating the run later: its snapshot, no server, no token
+    assert Run.open(str(run_dir), device="cpu").dataset.dataset_hash == info["hash"]
 
 
 def test_bad_inputs_are_one_line_each(labelstudio, project, tmp_path, monkeypatch):
