@@ -16,15 +16,17 @@ No Detectron2 code is stored in this repository.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 SDIST = "pb1-detectron2==0.6"
 SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
@@ -76,7 +78,7 @@ def install_from(sdist: Path, site: Path) -> None:
         fail(f"{sdist.name}: sha256 {digest} != expected {SHA256}; refusing to install it")
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if "/detectron2/" in f"/{m.name}" and m.isreg()]
-        tar.extractall(tmp, members=members, filter="data")
+        extract(tar, members, Path(tmp), sdist.name)
         src = next(Path(tmp).glob("*/detectron2"))
         dst = site / "detectron2"
         if dst.exists():
@@ -84,6 +86,36 @@ def install_from(sdist: Path, site: Path) -> None:
         shutil.copytree(src, dst)
     (dst / MARKER).write_text(SHA256 + "\n")
     write_dist_info(site, dst)
+
+
+def extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path, label: str) -> None:
+    """Extract ``members`` under ``dest``, refusing any that would land outside it or is not a plain file/dir.
+
+    ``extractall(filter="data")`` does this from Python 3.8.17, 3.9.17, 3.10.12, 3.11.4 and 3.12 on; older
+    patch releases of the Pythons we support have no ``filter`` argument, so they get the same checks here
+    (stricter on absolute names, which the filter strips and this refuses).
+    """
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tar.extractall(dest, members=members, filter="data")
+        except tarfile.FilterError as e:
+            fail(f"{label}: refusing to extract it ({e})")
+        return
+    root = os.path.realpath(dest)
+    for m in members:
+        name = m.name.replace("\\", "/")
+        target = os.path.realpath(os.path.join(root, name))
+        if not (m.isreg() or m.isdir()):
+            fail(f"{label}: refusing to extract it ({m.name!r} is a link or special file)")
+        if name.startswith("/") or PureWindowsPath(name).drive or ".." in PurePosixPath(name).parts \
+                or os.path.commonpath([root, target]) != root:
+            fail(f"{label}: refusing to extract it ({m.name!r} is outside the destination)")
+    safe = []
+    for m in members:  # as the data filter: no setuid / world-writable bits, no owner taken from the tar
+        m = copy.copy(m)  # (TarInfo.replace() came with the filter)
+        m.mode, m.uid, m.gid, m.uname, m.gname = (m.mode or 0o644) & 0o755 | 0o600, 0, 0, "", ""
+        safe.append(m)
+    tar.extractall(dest, members=safe)
 
 
 def write_dist_info(site: Path, pkg: Path) -> None:
