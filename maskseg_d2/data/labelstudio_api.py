@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 SOURCES = ("files", "labelstudio_api")
 SNAPSHOT_DIR = "snapshots"
 IMAGE_CACHE = "labelstudio_images"
+_CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
 _PROJECT_URL = re.compile(r"^(?P<base>https?://.+?)/projects/(?P<id>\d+)(?:[/?#].*)?$")
 
 
@@ -131,7 +132,8 @@ def cache_path(uri: str) -> PurePosixPath | None:
     """Where a task image goes in the cache (relative), so the importer resolves the URI to it; None: not fetchable.
 
     Uploads keep Label Studio's stored name (``<8 hex>-<name>``, unique per project), local-storage files their
-    relative path (resolved exactly), URLs their host and path; ``..`` or an absolute path never leaves the cache.
+    relative path (resolved exactly), URLs their host and path, cloud-storage objects (not downloaded: copied there
+    by the user) ``cloud/<bucket>/<key>``; ``..`` or an absolute path never leaves the cache.
     """
     parts = urllib.parse.urlsplit(uri)
     query = urllib.parse.parse_qs(parts.query)
@@ -143,6 +145,8 @@ def cache_path(uri: str) -> PurePosixPath | None:
         return _safe_relative(urllib.parse.unquote(parts.path[len("/data/"):]))
     if parts.scheme in ("http", "https") and parts.netloc:
         return _safe_relative(f"url/{parts.netloc.replace(':', '_')}/{urllib.parse.unquote(parts.path)}")
+    if parts.scheme in _CLOUD_SCHEMES and parts.netloc:
+        return _safe_relative(f"cloud/{parts.netloc}/{urllib.parse.unquote(parts.path)}")
     return None
 
 
@@ -161,6 +165,9 @@ def _fetch_images(client: LabelStudioClient, tasks: list[dict], cache: Path, ima
             continue
         dest = cache / rel
         if dest.is_file():
+            continue
+        if urllib.parse.urlsplit(uri).scheme in _CLOUD_SCHEMES:  # not fetched: Label Studio would need its keys
+            missing.append(f"task {task.get('id')}: {uri} (cloud storage: copy it to {dest})")
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         status = []

@@ -66,7 +66,9 @@ def test_snapshot_hash_is_the_content_not_the_order(tmp_path):
     ("/data/local-files/?d=../../etc/passwd", None),
     ("/data/local-files/?d=photos/../../x.jpg", None),
     ("/data/upload/../../x.jpg", None),
-    ("s3://bucket/a.jpg", None),
+    ("s3://bucket/night/a.jpg", "cloud/bucket/night/a.jpg"),
+    ("gs://bucket/../../a.jpg", None),
+    ("ftp://host/a.jpg", None),
     ("photos/a.jpg", None),
 ])
 def test_cache_paths_stay_inside_the_cache(uri, expected):
@@ -140,3 +142,26 @@ def test_client_sends_no_token_to_other_hosts():
     assert client.is_own("http://127.0.0.1:8080/data/upload/1/a.jpg")
     assert not client.is_own("http://127.0.0.1:8081/a.jpg") and not client.is_own("https://127.0.0.1:8080/a.jpg")
     assert not client.is_own("http://127.0.0.1:8080@evil.example.com/a.jpg")
+
+
+def test_cloud_images_copied_into_the_cache_are_found(tmp_path):
+    """s3:// tasks are not downloaded (Label Studio holds the keys); a copy at the path named is used."""
+    from PIL import Image
+
+    from maskseg_d2.data import load_dataset
+    from maskseg_d2.data.labelstudio_api import IMAGE_CACHE, _fetch_images
+
+    result = {"type": "rectanglelabels", "original_width": 40, "original_height": 30, "value": {
+        "x": 10, "y": 10, "width": 50, "height": 50, "rotation": 0, "rectanglelabels": ["car"]}}
+    tasks = [{"id": i, "data": {"image": f"s3://bucket/night/{n}.jpg"}, "annotations": [{"id": i, "result": [result]}]}
+             for i, n in ((1, "a"), (2, "b"))]
+    cache = tmp_path / IMAGE_CACHE
+    (cache / "cloud" / "bucket" / "night").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(cache / "cloud" / "bucket" / "night" / "a.jpg")
+    fetched, missing = _fetch_images(None, tasks, cache, None, "ground_truth_then_latest")
+    assert (fetched, missing) == (0, [f"task 2: s3://bucket/night/b.jpg (cloud storage: copy it to "
+                                      f"{cache / 'cloud/bucket/night/b.jpg'})"])
+    (tmp_path / "snap.json").write_bytes(canonical_export(tasks[:1], "x"))
+    (record,) = load_dataset(tmp_path / "snap.json", cache, fmt="labelstudio")
+    assert record["file_name"] == str(cache / "cloud" / "bucket" / "night" / "a.jpg")
+    assert record["annotations"][0]["bbox"] == pytest.approx([4, 3, 20, 15])
