@@ -8,7 +8,7 @@ Examples::
     python tools/predict.py run=<run> input=clip.mp4            # writes <output>/clip.mp4
     python tools/predict.py run=<run> input=0 video.max_frames=300   # webcam 0
 
-See configs/predict.yaml for every option.
+``python tools/predict.py --help`` lists every option (from configs/predict.yaml).
 """
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from omegaconf import DictConfig
 
 from maskseg_d2.predict import predict
 from maskseg_d2.utils.cli import exit_on_user_error
+from maskseg_d2.utils.logs import tool_log
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error():
+    with exit_on_user_error(), tool_log() as log:
         summary = predict(cfg)
-    print(summary.message(), flush=True)
+        log.finish(summary.message(), summary.output)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from ..config import build_d2_cfg, config_file_path, departs_from_base
 from ..data import register_dataset
 from ..errors import UserError
 from ..evaluation import format_ap_table, save_results
+from ..utils.logs import open_run_log
 from ..utils.preflight import check_disk_space, check_output_dir, disk_errors
 from ..utils.run_info import read_run_info, record_resume, save_run_info
 from ..utils.secrets import redact_tree
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = str(cfg.paths.output_dir)
     protect_run(cfg)  # from here on, secret values are *** in every log line
     check_output_dir(output_dir)
+    open_run_log(output_dir)  # one log.txt: our lines and Detectron2's (maskseg_d2/utils/logs.py)
     with disk_errors(output_dir):
         return _train(cfg, output_dir)
 
@@ -159,6 +161,7 @@ def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     # opts: the command line, logged to log.txt as Detectron2's tools do (secrets redacted by the log hook)
     default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=resume_requested(cfg, output_dir),
                                             opts=sys.argv[1:]))
+    open_run_log(output_dir)  # default_setup gave Detectron2's loggers a log.txt of their own: back into ours
     _protect_saved_configs(output_dir)
     resuming = resume_requested(cfg, output_dir)
     first_run = not (resuming and read_run_info(output_dir))  # a run killed before run_info.json: write it now
