@@ -15,7 +15,7 @@ reaches an innocent key through ``${oc.env:HF_TOKEN}``, a literal on the command
 ``.hydra/overrides.yaml``, ``run_info.json`` saves the command) or a log line, so the *values* are replaced
 wherever text is written: :func:`redact` / :func:`redact_tree` before writing, :func:`redact_file` for files
 that others write (Detectron2's ``config.yaml``, Hydra's ``.hydra/*.yaml``), and a log-record hook
-(:func:`install_log_redaction`) for every logger and handler (stdout, ``log.txt``, Hydra's ``train.log``).
+(:func:`install_log_redaction`) for every logger and handler (the terminal, each tool's ``log.txt``).
 """
 from __future__ import annotations
 
