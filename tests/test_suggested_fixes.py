@@ -46,6 +46,8 @@ TOOLS_OF = (
 VALID = {
     "backend": BACKENDS,
     "dataset.on_error": ON_ERROR_POLICIES,
+    "dataset.project": int,  # an id (or a title)
+    "dataset.url": str,
     "dataset.unknown": UNKNOWN_POLICIES,
     "device": ("auto", "cpu", "cuda"),
     "format": EXPORT_FORMATS,

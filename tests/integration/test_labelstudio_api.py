@@ -147,7 +147,7 @@ def test_training_from_a_live_project_records_it_and_never_the_token(labelstudio
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", token)
     root = tmp_path_factory.mktemp("live_train")
     run_dir, _ = train_tiny("solver.max_iter=2", "solver.eval_period=0", "num_vis=0", f"dataset.root={root}",
-                            "+dataset.source=labelstudio_api", f"+dataset.url={ls.url}", f"+dataset.project={pid}")
+                            "dataset.source=labelstudio_api", f"dataset.url={ls.url}", f"dataset.project={pid}")
     info = json.loads((run_dir / "run_info.json").read_text())["dataset"]
     snapshot = root / "snapshots" / f"{info['source']['sha']}.json"
     assert info["source"]["project"] == pid and info["source"]["tasks"] == 5 and snapshot.is_file()
