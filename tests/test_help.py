@@ -20,6 +20,7 @@ GROUPS = {
     "eval": {"paths", "dataset"},
     "predict": set(),
     "export": set(),
+    "serve": set(),
     "visualize": {"paths", "dataset", "augment"},
 }
 
