@@ -21,6 +21,7 @@ from maskseg_d2.data.loading import ON_ERROR_POLICIES, UNKNOWN_POLICIES
 from maskseg_d2.deploy.exporter import FORMATS as EXPORT_FORMATS
 from maskseg_d2.engine.evaluate import SPLITS as EVAL_SPLITS
 from maskseg_d2.evaluation.cocoeval import BACKENDS
+from maskseg_d2.predict.annotations import LS_SHAPES
 from maskseg_d2.predict.video import CODEC_EXT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ TOOLS_OF = (
     ("maskseg_d2/browse.py", ("visualize",)),
     ("maskseg_d2/config.py", ("train",)),
     ("maskseg_d2/data/", ("train", "visualize")),  # configs/dataset/*.yaml: training and mode=gt
+    ("maskseg_d2/deploy/backends.py", ("predict",)),  # predict's backend=eager|onnx|torchscript
     ("maskseg_d2/deploy/", ("export",)),
     ("maskseg_d2/engine/evaluate.py", ("eval",)),
     ("maskseg_d2/engine/leaderboard.py", ("eval",)),
@@ -40,17 +42,20 @@ TOOLS_OF = (
     ("maskseg_d2/engine/", ("train",)),
     ("maskseg_d2/evaluation/", ("eval",)),
     ("maskseg_d2/predict/", ("predict",)),
+    ("maskseg_d2/serve/", ("serve",)),
     ("maskseg_d2/utils/preflight.py", ("train",)),
 )
 # The values the code accepts, for every key a fix suggests a concrete value for ("x": any value of that type).
 VALID = {
-    "backend": BACKENDS,
+    "backend": {"eval": BACKENDS},
     "dataset.on_error": ON_ERROR_POLICIES,
     "dataset.project": int,  # an id (or a title)
     "dataset.url": str,
     "dataset.unknown": UNKNOWN_POLICIES,
     "device": ("auto", "cpu", "cuda"),
     "format": EXPORT_FORMATS,
+    "labelstudio.shape": LS_SHAPES,
+    "labelstudio.url": str,
     "min_free_gb": int,
     "model.weights": ("zoo", "imagenet", "scratch"),
     "overfit_images": int,
@@ -60,9 +65,12 @@ VALID = {
     "gt": str,  # a file name
     "resume": ("true", "last"),
 }
-PLACEHOLDER = re.compile(r"<[^>]*>|‹[^›]*›|/path/to/file|\brun[AB]\b")  # also the example values the user replaces
+# what the user fills in: <run dir>, ‹name›, [...], and the example values /path/to/file, runA, runB
+PLACEHOLDER = re.compile(r"<[^<>]*(?:<[^<>]*>[^<>]*)*>|‹[^›]*›|\.\.\.|/path/to/file|\brun[AB]\b")
+XML_TAG = re.compile(r"<[A-Z][A-Za-z]*(?:\s[^<>]*)?/?>")  # <Label value="car"/> in a fix is a labeling config
 # key=value; a value may hold <placeholders with spaces>, ‹…›, [lists] and a|b alternatives
-OVERRIDE = re.compile(r"(?<![\w.\-/‹<])(\+?[a-z_][\w]*(?:\.[\w]+)*)=((?:<[^>]*>|‹[^›]*›|\[[^\]]*\]|[^\s,;)<‹\[])*)")
+OVERRIDE = re.compile(r"(?<![\w.\-/‹<])(\+?[a-z_][\w]*(?:\.[\w]+)*)=((?:<[^<>]*(?:<[^<>]*>[^<>]*)*>|‹[^›]*›|\[[^\]]*\]"
+                      r"|[^\s,;)<‹\[])*)")
 COMMAND = re.compile(r"python tools/(\w+)\.py ([^,;(]*)")
 
 
@@ -72,13 +80,12 @@ def suggestions() -> list[tuple[str, str, str]]:
     for entry in error_catalog.catalog():
         file = entry.where.split(":")[0]
         tools = next((t for prefix, t in TOOLS_OF if file.startswith(prefix)), None)
-        rest = entry.fix
+        rest = XML_TAG.sub("", entry.fix)
         for tool, command in COMMAND.findall(entry.fix):
             out += [(tool, f"{k}={v}", entry.where) for k, v in OVERRIDE.findall(command)]
             rest = rest.replace(command, "")
-        for key, value in OVERRIDE.findall(rest):
-            assert tools, f"{entry.where} suggests {key}={value}: add its file to TOOLS_OF"
-            out += [(tool, f"{key}={value}", entry.where) for tool in tools]
+        for key, value in OVERRIDE.findall(rest):  # tool None: the test says to add the file to TOOLS_OF
+            out += [(tool, f"{key}={value}", entry.where) for tool in tools or [None]]
     return out
 
 
@@ -107,6 +114,7 @@ def configs():
 
 @pytest.mark.parametrize("tool, override, where", SUGGESTED, ids=[f"{t}:{o}" for t, o, _ in SUGGESTED])
 def test_suggested_override_is_accepted(configs, tool, override, where):
+    assert tool is not None, f"{where} suggests {override}: add its file and the tool it runs in to TOOLS_OF"
     for key, value in _alternatives(override):
         cfg = configs(tool, [f"{key}={value}"])  # raises as the tool's command line would (not in struct, ...)
         got = OmegaConf.select(cfg, key.lstrip("+"))
@@ -114,7 +122,8 @@ def test_suggested_override_is_accepted(configs, tool, override, where):
             continue  # a value the user fills in ("gt= and pred= go together"): the key exists, compose checked it
         valid = VALID.get(key.lstrip("+"))
         assert valid is not None, f"{where} suggests {key}={value}: add the values the code accepts to VALID"
-        valid = valid[tool] if isinstance(valid, dict) else valid
+        valid = valid.get(tool) if isinstance(valid, dict) else valid
+        assert valid is not None, f"{where} suggests {key}={value} to tools/{tool}.py: add its values to VALID[{key!r}]"
         if isinstance(valid, type):
             assert isinstance(got, valid), f"{where}: {key}={value} composes to {got!r}, not a {valid.__name__}"
         else:
