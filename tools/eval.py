@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import os
-
 import hydra
 from omegaconf import DictConfig
 
@@ -19,9 +17,8 @@ from maskseg_d2.utils.logs import tool_log
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error(), tool_log() as log:
-        text = evaluate(cfg)
-        wrote = text.rsplit("\nwrote ", 1)  # its last line names the output folder (or a file in it)
-        log.finish(text, os.path.dirname(wrote[1].strip()) if len(wrote) == 2 else None)
+        summary = evaluate(cfg)
+        log.finish(summary.message(), summary.output)
 
 
 if __name__ == "__main__":

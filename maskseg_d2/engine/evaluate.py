@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -26,7 +27,7 @@ from .checkpoint import SafeCheckpointer
 from .leaderboard import compare_runs
 from .run import Run
 
-__all__ = ["evaluate", "evaluate_run"]
+__all__ = ["EvalSummary", "evaluate", "evaluate_run"]
 
 SPLITS = ("val", "train")
 
@@ -118,11 +119,25 @@ def _plain(value: Any) -> Any:
     )
 
 
-def evaluate(cfg: DictConfig) -> str:
-    """Run what ``configs/eval.yaml`` asks for; returns the markdown to print.
+@dataclasses.dataclass(frozen=True)
+class EvalSummary:
+    """What :func:`evaluate` did: the markdown to print and the folder it wrote to (its ``log.txt`` goes there)."""
+
+    markdown: str
+    output: str
+
+    def message(self) -> str:
+        return f"{self.markdown}\nwrote {self.output}/"
+
+
+def evaluate(cfg: DictConfig) -> EvalSummary:
+    """Run what ``configs/eval.yaml`` asks for.
 
     Args:
         cfg (DictConfig): composed ``eval.yaml``: one of ``run``, ``gt`` + ``pred``, ``compare``.
+
+    Returns:
+        EvalSummary: the AP tables (or leaderboard) as markdown and the output folder.
     """
     modes = [
         m for m, on in (("run=", cfg.run), ("gt=/pred=", cfg.gt or cfg.pred), ("compare=", cfg.compare)) if on
@@ -141,7 +156,7 @@ def evaluate(cfg: DictConfig) -> str:
     output = str(cfg.output) if cfg.output else None
     if cfg.compare:
         md, paths = compare_runs(_plain(cfg.compare), output)
-        return md + "\n" + "\n".join(f"wrote {p}" for p in paths)
+        return EvalSummary(md, os.path.dirname(paths[-1]))
     if cfg.gt or cfg.pred:
         if not (cfg.gt and cfg.pred):
             raise UserError(
@@ -171,4 +186,4 @@ def evaluate(cfg: DictConfig) -> str:
             "run= is required — python tools/eval.py run=outputs/<task>/runs/<run dir> "
             "(or gt=<COCO json> pred=<results json>, or compare=[runA,runB])"
         )
-    return report.markdown + f"\nwrote {os.path.dirname(report.files[-1])}/"
+    return EvalSummary(report.markdown, os.path.dirname(report.files[-1]))
