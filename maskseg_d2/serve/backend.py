@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 Predict = Callable[[list[np.ndarray]], list[Detections]]
 LOADING, READY, FAILED = "LOADING", "READY", "FAILED"
 _LOCAL_FILES = "/data/local-files/"
+# Label Studio's access tokens (from a personal access token) live 5 min (simplejwt's ACCESS_TOKEN_LIFETIME)
+ACCESS_RENEW_S = 240.0
 
 
 def batch_predictor(d2cfg: Any, amp: bool, batch_size: int) -> Predict:
@@ -74,14 +76,17 @@ class ImageFetcher:
         self.url, self.token_file = url, token_file
         self.image_root = Path(image_root).resolve() if image_root else None
         self.token = read_token(token_file) if token_file or os.environ.get(TOKEN_ENV, "").strip() else ""
-        self._clients: dict[str, LabelStudioClient] = {}
+        self._clients: dict[str, tuple[LabelStudioClient, float]] = {}
         self._lock = threading.Lock()
 
     def _client(self, url: str) -> LabelStudioClient:
-        with self._lock:  # one session (and one token exchange) per server
-            if url not in self._clients:
-                self._clients[url] = LabelStudioClient(url, self.token)
-            return self._clients[url]
+        """One session per server; a personal access token is exchanged again before its access token expires."""
+        with self._lock:
+            client, made = self._clients.get(url, (None, 0.0))
+            if client is None or self.token.startswith("eyJ") and time.monotonic() - made > ACCESS_RENEW_S:
+                client, made = LabelStudioClient(url, self.token), time.monotonic()
+                self._clients[url] = client, made
+            return client
 
     def _local(self, uri: str) -> Path | None:
         if self.image_root is None:

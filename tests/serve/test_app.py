@@ -192,3 +192,22 @@ def test_a_path_outside_image_root_is_refused(images):
     client = create_app(_backend(images)).test_client()
     response = _predict(client, [{"id": 1, "data": {"img": "/data/local-files/?d=../etc/passwd"}}])
     assert response.status_code == 422 and "outside image_root" in response.json["error"]
+
+
+def test_a_personal_token_is_exchanged_again_before_its_access_token_expires(monkeypatch):
+    from maskseg_d2.serve import backend as serve_backend
+
+    made = []
+    monkeypatch.setattr(serve_backend, "LabelStudioClient", lambda url, token: made.append((url, token)) or url)
+    clock = [1000.0]
+    monkeypatch.setattr(serve_backend.time, "monotonic", lambda: clock[0])
+    for token, expected in (("eyJhbGciOiJIUzI1NiJ9.e30.sig", 2), ("0123abcd" * 5, 1)):
+        made.clear()
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", token)
+        fetcher = ImageFetcher(url="http://ls:8080")
+        fetcher._client("http://ls:8080")
+        clock[0] += serve_backend.ACCESS_RENEW_S - 1
+        fetcher._client("http://ls:8080")  # still fresh: the same client
+        clock[0] += 2
+        fetcher._client("http://ls:8080")  # a JWT's access token is near its 5 minutes: a new exchange
+        assert len(made) == expected, token
