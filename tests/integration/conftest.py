@@ -194,6 +194,9 @@ def labelstudio(labelstudio_venv, tmp_path_factory) -> LabelStudio:
         "FRONTEND_SENTRY_DSN": "",
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
+        # the ML-backend test connects tools/serve.py on 127.0.0.1 (and Label Studio adds a webhook to it)
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log = data / "server.log"
