@@ -12,7 +12,8 @@ of the server; the reference backend is ``label_studio_ml/api.py`` of HumanSigna
   hostname is where ``/data/...`` images are when ``url=`` is not set (``/predict`` does not send it).
 * ``POST /predict`` ``{"tasks": [task, ...], "project", "label_config", "params": {"login", "password",
   "context"}}`` -> ``{"results": [{"result": [regions], "score", "model_version"}, ...], "model_version"}``,
-  one entry per task in order (Label Studio matches them by position; 100 s timeout).
+  one entry per task in order (Label Studio matches them by position; 100 s timeout). A task whose image
+  cannot be read gets ``{"error", "model_version"}``: Label Studio skips an entry without ``result``.
 * ``POST /webhook`` ``{"action": "START_TRAINING", ...}`` (the "Start Training" button): acknowledged with 201;
   this backend does not train (``tools/train.py dataset.source=labelstudio_api`` does).
 

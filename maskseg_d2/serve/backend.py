@@ -25,6 +25,7 @@ from ..errors import UserError, fail
 from ..predict import BatchPredictor, Detections
 from ..predict.annotations import LS_SHAPES, labelstudio_results, labelstudio_task
 from ..predict.sources import prefetch
+from ..utils.secrets import redact
 from .labelconfig import LabelConfigError, Targets, parse_label_config
 
 __all__ = ["Backend", "ImageFetcher", "batch_predictor", "LOADING", "READY", "FAILED"]
@@ -184,12 +185,21 @@ class Backend:
                                    "shape=auto")
         return shape, tag, targets.brush
 
+    def _fetch(self, uri: str) -> np.ndarray | str:
+        try:
+            return self.fetcher.fetch(uri, self.hostname)
+        except UserError as e:
+            return redact(str(e))
+
     def predict(self, tasks: list[dict], label_config: str) -> list[dict]:
         """One prediction per task, in order: ``{"result": [regions], "score", "model_version"}``.
 
+        A task whose image cannot be read gets ``{"error", "model_version"}`` instead: Label Studio skips an entry
+        without ``result`` (and logs it) but stores the others, so one lost image does not cost a whole batch.
+
         Raises:
             LabelConfigError: the config has no tag for our regions, or a task lacks its image.
-            UserError: an image cannot be read.
+            UserError: no task's image can be read (the first one's error).
         """
         targets = parse_label_config(label_config)
         shape, from_name, brush_from_name = self._tags(targets)
@@ -202,20 +212,29 @@ class Backend:
                                        f"(the $variable of <Image name=\"{targets.to_name}\">)")
             uris.append(uri)
         t0 = time.perf_counter()
-        images = list(prefetch(lambda u: self.fetcher.fetch(u, self.hostname), uris, workers=self.workers))
+        images = list(prefetch(self._fetch, uris, workers=self.workers))
+        failed = {k: im for k, im in enumerate(images) if isinstance(im, str)}
+        if len(failed) == len(tasks):
+            raise UserError(next(iter(failed.values())))
         t1 = time.perf_counter()
         assert self._predict is not None, "predict() before the model was loaded"
         with self._model_lock:
-            detections = self._predict(images)
+            detections = iter(self._predict([im for im in images if not isinstance(im, str)]))
         known = np.array([n is not None for n in names], dtype=bool)
         labels = [n or "" for n in names]
         out = []
-        for task, uri, dets in zip(tasks, uris, detections):
+        for k, (task, uri) in enumerate(zip(tasks, uris)):
+            if k in failed:  # Label Studio stores the others and logs this one: an entry without "result"
+                out.append({"error": failed[k], "model_version": self.model_version})
+                continue
+            dets = next(detections)
             dets = dets.select(known[dets.classes])  # classes the project has no label for are left out
             results = labelstudio_results(dets, labels, shape, from_name, targets.to_name, self.tolerance,
                                           id_seed=f"{task.get('id')}:{uri}", brush_from_name=brush_from_name)
             scores = np.array([r["score"] for r in results])
             out.append(labelstudio_task(uri, results, scores, self.model_version)["predictions"][0])
+        for k, error in failed.items():
+            logger.warning("ML backend: task %s skipped: %s", tasks[k].get("id"), error)
         logger.info("ML backend: %d task(s) -> %d region(s) (images %.2f s, model %.2f s)", len(tasks),
-                    sum(len(p["result"]) for p in out), t1 - t0, time.perf_counter() - t1)
+                    sum(len(p.get("result", ())) for p in out), t1 - t0, time.perf_counter() - t1)
         return out

@@ -188,6 +188,16 @@ def test_a_body_over_the_limit_is_413(images):
     assert response.status_code == 413 and response.json["error"]
 
 
+def test_a_task_whose_image_is_gone_is_named_and_the_others_are_answered(images):
+    model = FakeModel()
+    client = create_app(_backend(images, model)).test_client()
+    response = _predict(client, _tasks("a.png", "gone.png", "c.jpg"))
+    assert response.status_code == 200 and model.calls == [2]
+    first, gone, last = response.json["results"]
+    assert "result" not in gone and "gone.png" in gone["error"]  # Label Studio skips an entry without result
+    assert len(first["result"]) == len(last["result"]) == 2
+
+
 def test_a_path_outside_image_root_is_refused(images):
     client = create_app(_backend(images)).test_client()
     response = _predict(client, [{"id": 1, "data": {"img": "/data/local-files/?d=../etc/passwd"}}])
