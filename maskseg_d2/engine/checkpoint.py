@@ -218,7 +218,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         pointer = os.path.join(self.save_dir, "last_checkpoint")
         raise UserError(
             f"{pointer}: no checkpoint to resume from ({what}, and no other model_*.pth in {self.save_dir} can be "
-            f"read) — copy a complete checkpoint into {self.save_dir}, or drop resume=true to start a new run")
+            f"read) — copy a complete checkpoint into {self.save_dir}, or leave resume out to start a new run")
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
         """Like fvcore's, but resuming goes through :meth:`resume_checkpoint` (fallback past bad files)."""

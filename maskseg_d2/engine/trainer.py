@@ -195,9 +195,9 @@ class Trainer(DefaultTrainer):
         a missing/truncated file named by ``last_checkpoint`` falls back to the newest readable one."""
         if resume and not self.checkpointer.has_checkpoint():
             raise UserError(
-                f"resume=true but {os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} does not exist (nor any "
-                f"model_*.pth) — pass the run dir to continue: hydra.run.dir=<run dir> resume=true (or drop "
-                f"resume=true to start anew)")
+                f"resume: {os.path.join(self.cfg.OUTPUT_DIR, 'last_checkpoint')} does not exist (nor any "
+                f"model_*.pth) — give a run dir that has one: resume=<run dir> or resume=last (or leave resume out "
+                f"to start anew)")
         super().resume_or_load(resume=resume)
         if resume:
             logger.info("Resuming from %s at iteration %d of %d", self.checkpointer.resumed_from,
@@ -278,8 +278,9 @@ class Trainer(DefaultTrainer):
                  f"solver.clip_gradients.enabled=true (training from scratch also needs trainable BN/GN norms, which "
                  f"model.weights=scratch sets)")
         good = self.checkpointer.last_finite_checkpoint()  # last_checkpoint never names a NaN checkpoint
-        where = (f"last good checkpoint kept: {good} (continue: hydra.run.dir={self.cfg.OUTPUT_DIR} resume=true "
-                 f"with the fix)" if good else
+        # A new run from that checkpoint, not resume=: a resume refuses changed settings such as solver.base_lr.
+        where = (f"last good checkpoint kept: {good} (start a new run from it with the fix: model.weights={good})"
+                 if good else
                  f"no checkpoint with finite weights was saved before (solver.checkpoint_period={s.CHECKPOINT_PERIOD})")
         return (f"training diverged: the loss became NaN/Inf at iteration {self.iter} {detail} — likely cause: "
                 f"{cause}; {where}")

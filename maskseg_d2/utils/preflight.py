@@ -206,7 +206,7 @@ def write_error(exc: BaseException, run_dir: str | None = None) -> UserError | N
     free = f", {shutil.disk_usage(_existing_ancestor(folder)).free / GB:.2f} GB free" if folder else ""
     then = ""
     if run_dir:  # resume needs a checkpoint; without one the run starts over
-        then = (f"; then continue the run: hydra.run.dir={run_dir} resume=true"
+        then = (f"; then continue the run: resume={run_dir}"
                 if os.path.isfile(os.path.join(run_dir, "last_checkpoint")) else "; then run it again")
     if oserr.errno == errno.ENOSPC:
         return UserError(f"{where}: disk full, cannot write ({oserr.strerror}{free}) — free disk space "

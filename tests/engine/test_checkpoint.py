@@ -117,7 +117,8 @@ def test_disk_full_keeps_the_previous_checkpoint_and_names_the_file(tmp_path):
     assert not (tmp_path / "model_0000002.pth").exists() and _tmp_files(tmp_path) == []
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     msg = str(write_error(info.value, str(tmp_path)))  # what train() prints (its disk_errors block)
-    assert msg.startswith(f"{tmp_path / 'model_0000002.pth'}: disk full") and "resume=true" in msg
+    assert msg.startswith(f"{tmp_path / 'model_0000002.pth'}: disk full")
+    assert msg.endswith(f"then continue the run: resume={tmp_path}")
 
 
 KILLED_WRITER = textwrap.dedent("""
@@ -224,7 +225,7 @@ def test_no_readable_checkpoint_is_one_line_user_error(tmp_path):
     assert "\n" not in msg
     assert msg.startswith(f"{tmp_path / 'last_checkpoint'}: no checkpoint to resume from (last_checkpoint names "
                           f"model_0000002.pth, which is unreadable (")
-    assert "no other model_*.pth" in msg and "drop resume=true" in msg
+    assert "no other model_*.pth" in msg and "leave resume out" in msg
     assert not SafeCheckpointer(Net(), str(tmp_path / "empty")).has_checkpoint()
 
 
