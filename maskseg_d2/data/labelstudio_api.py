@@ -35,7 +35,7 @@ from .labelstudio import _image_uri, pick_annotation
 from .labelstudio_client import LabelStudioClient, read_token
 
 __all__ = ["SOURCES", "SNAPSHOT_DIR", "IMAGE_CACHE", "Snapshot", "canonical_export", "pull_project",
-           "snapshot_source", "project_url", "pull_inputs"]
+           "snapshot_source", "project_url", "pull_inputs", "find_project"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ def project_url(value: str) -> tuple[str, int] | None:
 # ----------------------------------------------------------------------------------------- project
 
 
-def _project_id(client: LabelStudioClient, project: Any) -> tuple[int, str]:
-    """The id and title of ``dataset.project`` (an id, or a title matched exactly)."""
-    where = f"dataset.project={project}"
-    projects = client.projects(f"dataset.url={client.url}")
+def find_project(client: LabelStudioClient, project: Any) -> tuple[int, str]:
+    """The id and title of a project given by id or exact title (``client.keys.project_key``: where errors point)."""
+    where = f"{client.keys.project_key}={project}"
+    projects = client.projects(f"{client.keys.url_key}={client.url}")
     if isinstance(project, int) and not isinstance(project, bool) or str(project).strip().isdigit():
         pid = int(str(project).strip())
         if client.status(f"/api/projects/{pid}/", where) == 404:
@@ -114,7 +114,7 @@ def _project_id(client: LabelStudioClient, project: Any) -> tuple[int, str]:
         titles = ", ".join(f"{p.get('id')}={p.get('title')!r}" for p in projects[:8])
         what = "no project titled" if not hits else f"{len(hits)} projects titled"
         raise fail(where, f"{what} {str(project)!r} at {client.url} (projects: {titles or 'none'})",
-                   "set dataset.project to the project's id")
+                   f"set {client.keys.project_key} to the project's id")
     return int(hits[0]["id"]), str(project)
 
 
@@ -211,7 +211,7 @@ def pull_project(url: str, project: Any, root: str | os.PathLike, token_file: st
         Snapshot: the file, its hash and counts; ``missing`` lists images the server no longer has.
     """
     client = LabelStudioClient(url, read_token(token_file))
-    pid, title = _project_id(client, project)
+    pid, title = find_project(client, project)
     what = f"Label Studio project {pid} export"
     tasks = client.get_json(f"/api/projects/{pid}/export", what,
                             params={"exportType": "JSON", "download_all_tasks": "true"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,17 +26,40 @@ from urllib3.util.retry import Retry
 from ..errors import UserError, fail
 from ..utils.secrets import register_secrets
 
-__all__ = ["TOKEN_ENV", "LabelStudioClient", "read_token"]
+__all__ = ["TOKEN_ENV", "ConfigKeys", "DATASET_KEYS", "LabelStudioClient", "read_token"]
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 TIMEOUT_S = (10.0, 300.0)  # (connect, read): an export of a large project takes minutes to serialise
 RETRIES = Retry(total=3, connect=2, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
                 allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False)
 MAX_IMAGE_BYTES = 512 * 2**20  # a task image larger than this is not a photo: refuse it rather than fill the disk
+TASK_PAGE = 1000  # tasks per page of GET /api/tasks/
 
 
-def read_token(token_file: str | os.PathLike | None = None) -> str:
+@dataclass(frozen=True)
+class ConfigKeys:
+    """The config keys that errors name: training reads ``dataset.*``, the push of predictions ``labelstudio.*``.
+
+    Attributes:
+        url_key (str): the server's key.
+        project_key (str): the project's key.
+        token_file_key (str): the token file's key.
+    """
+
+    url_key: str = "dataset.url"
+    project_key: str = "dataset.project"
+    token_file_key: str = "dataset.token_file"
+
+
+DATASET_KEYS = ConfigKeys()
+
+
+def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = DATASET_KEYS) -> str:
     """The API token: the contents of ``token_file`` when given, else ``$LABEL_STUDIO_API_KEY``.
+
+    Args:
+        token_file (str or PathLike or None): a file holding the token.
+        keys (ConfigKeys): the config keys the errors name.
 
     Returns:
         str: the token, registered as a secret.
@@ -44,15 +68,15 @@ def read_token(token_file: str | os.PathLike | None = None) -> str:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise fail(f"dataset.token_file={token_file}", f"cannot read it ({e.strerror})",
-                       "fix the path, or unset dataset.token_file and set LABEL_STUDIO_API_KEY") from None
-        where = f"dataset.token_file={token_file}"
+            raise fail(f"{keys.token_file_key}={token_file}", f"cannot read it ({e.strerror})",
+                       f"fix the path, or unset {keys.token_file_key} and set LABEL_STUDIO_API_KEY") from None
+        where = f"{keys.token_file_key}={token_file}"
     else:
         token, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
     if not token:
         raise fail("Label Studio", f"no API token ({where} is empty or unset)",
                    "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
-                   "or dataset.token_file to a file holding it")
+                   f"or {keys.token_file_key} to a file holding it")
     register_secrets([token])
     return token
 
@@ -69,12 +93,14 @@ class LabelStudioClient:
     Args:
         url (str): the server, e.g. ``http://localhost:8080`` (a path below it is kept: a proxy prefix).
         token (str): a personal access token or a legacy token (:func:`read_token`).
+        keys (ConfigKeys): the config keys the errors name.
     """
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, keys: ConfigKeys = DATASET_KEYS) -> None:
+        self.keys = keys
         parts = urllib.parse.urlsplit(str(url).strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise fail(f"dataset.url={url}", "not an http(s) URL", "e.g. dataset.url=http://localhost:8080")
+            raise fail(f"{keys.url_key}={url}", "not an http(s) URL", f"e.g. {keys.url_key}=http://localhost:8080")
         self.url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         self.session = requests.Session()
         self.session.mount("http://", HTTPAdapter(max_retries=RETRIES))
@@ -99,18 +125,18 @@ class LabelStudioClient:
         except requests.exceptions.ConnectionError as e:
             reason = "connection refused" if "refused" in str(e).lower() else "cannot connect"
             raise fail(what, f"cannot reach Label Studio at {self.url} ({reason})",
-                       "start Label Studio, or fix dataset.url") from None
+                       f"start Label Studio, or fix {self.keys.url_key}") from None
         except requests.exceptions.RequestException as e:
-            raise fail(what, f"request to {self.url} failed ({type(e).__name__})", "fix dataset.url") from None
+            raise fail(what, f"request to {self.url} failed ({type(e).__name__})", f"fix {self.keys.url_key}") from None
 
     def _check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code in (401, 403):
             raise fail(what, f"Label Studio at {self.url} refused the API token (HTTP {response.status_code})",
                        "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
-                       "or dataset.token_file to a file holding it")
+                       f"or {self.keys.token_file_key} to a file holding it")
         if response.status_code >= 400:
             raise fail(what, f"Label Studio at {self.url} answered HTTP {response.status_code}",
-                       "check dataset.url and dataset.project")
+                       f"check {self.keys.url_key} and {self.keys.project_key}")
         return response
 
     def _json(self, response: requests.Response, what: str) -> Any:
@@ -121,7 +147,7 @@ class LabelStudioClient:
 
     def _not_label_studio(self, what: str, how: str) -> UserError:
         return fail(what, f"{self.url} {how}: is it a Label Studio server?",
-                    "set dataset.url to the address you open Label Studio at, e.g. http://localhost:8080")
+                    f"set {self.keys.url_key} to the address you open Label Studio at, e.g. http://localhost:8080")
 
     def _authorization(self, token: str) -> str:
         if not _is_jwt(token):
@@ -132,10 +158,11 @@ class LabelStudioClient:
         if response.status_code in (400, 401, 403):
             raise fail(what, f"{self.url} refused it (HTTP {response.status_code}: expired or revoked?)",
                        "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
-                       "or dataset.token_file to a file holding it")
+                       f"or {self.keys.token_file_key} to a file holding it")
         access = self._json(self._check(response, what), what).get("access")
         if not isinstance(access, str) or not access:
-            raise fail(what, f"{self.url} returned no access token", "check dataset.url (Label Studio >= 1.15)")
+            raise fail(what, f"{self.url} returned no access token",
+                       f"check {self.keys.url_key} (Label Studio >= 1.15)")
         register_secrets([access])
         return f"Bearer {access}"
 
@@ -157,6 +184,47 @@ class LabelStudioClient:
     def status(self, path: str, what: str) -> int:
         """The HTTP status of ``GET <url><path>`` (connection errors raise)."""
         return self._request("GET", self.url + path, what).status_code
+
+    def post_json(self, path: str, body: Any, what: str) -> Any:
+        """``POST <url><path>`` with a JSON body; a 400 names Label Studio's reason (a validation message)."""
+        response = self._request("POST", self.url + path, what, json=body)
+        if response.status_code == 400:
+            try:
+                detail = response.json()
+                detail = detail.get("validation_errors") or detail.get("detail") or detail \
+                    if isinstance(detail, dict) else detail
+            except ValueError:
+                detail = response.text
+            raise fail(what, f"Label Studio at {self.url} refused it (HTTP 400: {str(detail)[:300]})",
+                       "check that the labeling config's tags and labels match the run's classes")
+        return self._json(self._check(response, what), what)
+
+    def delete(self, path: str, what: str) -> None:
+        """``DELETE <url><path>``; already gone (404) is fine."""
+        response = self._request("DELETE", self.url + path, what)
+        if response.status_code != 404:
+            self._check(response, what)
+
+    def tasks(self, project: int, what: str) -> list[dict]:
+        """Every task of a project, ``id`` and ``data`` (``GET /api/tasks/?project=``, page by page)."""
+        tasks: list[dict] = []
+        while True:
+            page = self.get_json("/api/tasks/", what, params={"project": project, "page": len(tasks) // TASK_PAGE + 1,
+                                                             "page_size": TASK_PAGE, "fields": "task_only"})
+            got = page.get("tasks") if isinstance(page, dict) else None
+            if not isinstance(got, list):
+                raise self._not_label_studio(what, "answered /api/tasks/ with something else than tasks")
+            tasks += [t for t in got if isinstance(t, dict)]
+            if len(got) < TASK_PAGE or len(tasks) >= int(page.get("total") or 0):
+                return tasks
+
+    def predictions(self, project: int, what: str) -> list[dict]:
+        """Every prediction of a project (``GET /api/predictions/?project=``: one unpaginated list in 1.2x)."""
+        listing = self.get_json("/api/predictions/", what, params={"project": project})
+        listing = listing.get("results") if isinstance(listing, dict) else listing
+        if not isinstance(listing, list):
+            raise self._not_label_studio(what, "answered /api/predictions/ with something else than predictions")
+        return [p for p in listing if isinstance(p, dict)]
 
     # ----------------------------------------------------------------------------------------- files
 

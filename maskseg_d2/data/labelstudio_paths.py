@@ -19,7 +19,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from ..errors import UserError, fail
 from .images import ImageIndex, is_utf8, normalize_name
 
-__all__ = ["resolve_image", "resolve_name", "resolve_relative", "upload_names"]
+__all__ = ["resolve_image", "resolve_name", "resolve_relative", "upload_names", "uri_names"]
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
 _URL_SCHEMES = ("http", "https", "s3", "gs", "gcs", "azure-blob")
@@ -102,6 +102,14 @@ def resolve_image(
     if kind == "rel":
         return resolve_relative(ref, index, uri, where)
     return resolve_name(upload_names(ref) if kind == "upload" else [ref], index, uri, where)
+
+
+def uri_names(uri: str, where: str = "") -> list[str]:
+    """list[str]: the file names a task's image URI can be found under (cheap: no folder is searched)."""
+    kind, ref = _uri_reference(uri, where)
+    if kind == "upload":
+        return upload_names(ref)
+    return [PurePosixPath(ref.replace("\\", "/")).name] if kind == "rel" else [ref]
 
 
 def upload_names(name: str) -> list[str]:
