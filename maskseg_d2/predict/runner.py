@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..engine.run import Run
 from ..errors import UserError
+from . import labelstudio_push
 from .model import BatchPredictor
 from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
@@ -272,6 +273,9 @@ def predict(cfg: Any) -> PredictSummary:
     if cfg.run is None or cfg.input is None or str(cfg.run) == "" or str(cfg.input) == "":
         raise UserError("run= and input= are required — python tools/predict.py run=<run dir> "
                         "input=<image | folder | glob | video | webcam index>")
+    push = None
+    if cfg.labelstudio.get("push"):  # before the model loads: a wrong project or token fails in seconds
+        push, cfg = labelstudio_push.connect(cfg)
     ov, ls, lm, vid = cfg.overlay, cfg.labelstudio, cfg.labelme, cfg.video
     options = ExportOptions(
         overlay_format=str(ov.format), jpeg_quality=int(ov.quality), alpha=float(ov.alpha),
@@ -287,10 +291,13 @@ def predict(cfg: Any) -> PredictSummary:
     video = VideoOptions(show=str(vid.show), codec=str(vid.codec),
                          max_frames=int(vid.max_frames) if vid.max_frames else None,
                          fps=float(vid.fps) if vid.fps else None)
-    return predict_source(
+    summary = predict_source(
         str(cfg.run), cfg.input, str(cfg.output) if cfg.output else None, float(cfg.score_threshold),
         str(cfg.checkpoint) if cfg.checkpoint else None, str(cfg.device), save=_list(cfg.save) or ["overlay"],
         classes=_list(cfg.classes), batch_size=int(cfg.batch_size), max_detections=int(cfg.max_detections),
         amp=bool(cfg.amp), workers=int(cfg.workers), options=options, video=video,
         progress=bool(cfg.progress),
     )
+    if push is not None:
+        push.send(summary)
+    return summary
