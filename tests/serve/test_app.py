@@ -221,3 +221,48 @@ def test_a_personal_token_is_exchanged_again_before_its_access_token_expires(mon
         clock[0] += 2
         fetcher._client("http://ls:8080")  # a JWT's access token is near its 5 minutes: a new exchange
         assert len(made) == expected, token
+
+
+@pytest.fixture
+def png_server():
+    """Two local HTTP servers ("Label Studio" and "another host") serving one PNG; they record Authorization."""
+    import http.server
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(buf, format="PNG")
+    seen: list[tuple[int, str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 — the http.server name
+            seen.append((self.server.server_port, self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(buf.getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    yield [f"http://127.0.0.1:{s.server_port}" for s in servers], seen
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def test_the_token_goes_to_label_studio_only(png_server, monkeypatch, tmp_path):
+    (studio, other), seen = png_server
+    token = "5e1f0c0ffee0ddba11c0de5eed00000000001234"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", token)
+    backend = Backend(FakeModel, CLASSES, "run-7", ImageFetcher(), workers=0)
+    backend.start().join()
+    client = create_app(backend).test_client()
+    client.post("/setup", json={"schema": CONFIG, "hostname": studio})  # url= unset: /setup's hostname is used
+    tasks = [{"id": 1, "data": {"img": "/data/upload/3/0a1b2c3d-a.png"}}, {"id": 2, "data": {"img": f"{other}/b.png"}}]
+    response = _predict(client, tasks)
+    assert response.status_code == 200 and all(len(p["result"]) == 2 for p in response.json["results"])
+    ports = {url: int(url.rsplit(":", 1)[1]) for url in (studio, other)}
+    assert seen == [(ports[studio], "/data/upload/3/0a1b2c3d-a.png", f"Token {token}"), (ports[other], "/b.png", None)]
