@@ -208,7 +208,7 @@ def test_a_personal_token_is_exchanged_again_before_its_access_token_expires(mon
     from maskseg_d2.serve import backend as serve_backend
 
     made = []
-    monkeypatch.setattr(serve_backend, "LabelStudioClient", lambda url, token: made.append((url, token)) or url)
+    monkeypatch.setattr(serve_backend, "LabelStudioClient", lambda url, token, keys: made.append((url, token)) or url)
     clock = [1000.0]
     monkeypatch.setattr(serve_backend.time, "monotonic", lambda: clock[0])
     for token, expected in (("eyJhbGciOiJIUzI1NiJ9.e30.sig", 2), ("0123abcd" * 5, 1)):
@@ -266,3 +266,12 @@ def test_the_token_goes_to_label_studio_only(png_server, monkeypatch, tmp_path):
     assert response.status_code == 200 and all(len(p["result"]) == 2 for p in response.json["results"])
     ports = {url: int(url.rsplit(":", 1)[1]) for url in (studio, other)}
     assert seen == [(ports[studio], "/data/upload/3/0a1b2c3d-a.png", f"Token {token}"), (ports[other], "/b.png", None)]
+
+
+def test_a_wrong_url_or_token_file_is_one_line_at_start(tmp_path):
+    from maskseg_d2.errors import UserError
+
+    with pytest.raises(UserError, match=r"^url=ftp://ls: not an http\(s\) URL — e\.g\. url=http://localhost:8080$"):
+        ImageFetcher(url="ftp://ls")
+    with pytest.raises(UserError, match=r"^token_file=\S+: cannot read it .* unset token_file and set LABEL_STUDIO"):
+        ImageFetcher(token_file=str(tmp_path / "none"))
