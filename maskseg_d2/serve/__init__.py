@@ -9,12 +9,14 @@ backend (label-studio-ml, whose last release pins Flask 1.1 and Werkzeug 2.0 and
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from werkzeug.serving import make_server
 
 from ..engine.run import Run
 from ..errors import UserError, fail
+from ..utils.secrets import register_secrets
 from .app import MODEL_CLASS, create_app
 from .backend import Backend, ImageFetcher, batch_predictor
 from .labelconfig import LabelConfigError, Targets, parse_label_config
@@ -23,6 +25,7 @@ __all__ = ["serve", "create_app", "Backend", "ImageFetcher", "batch_predictor", 
            "LabelConfigError", "MODEL_CLASS"]
 
 logger = logging.getLogger(__name__)
+PASSWORD_ENV = "MASKSEG_SERVE_PASSWORD"  # never in a config: a secret (redacted from logs by its name)
 
 
 def build_backend(cfg: Any) -> Backend:
@@ -42,14 +45,27 @@ def build_backend(cfg: Any) -> Backend:
                    int(cfg.workers))
 
 
+def _basic_auth(cfg: Any) -> tuple[str, str] | None:
+    """(user, password) when ``basic_auth_user`` is set; the password from the environment only (a secret)."""
+    if not cfg.basic_auth_user:
+        return None
+    password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise fail(f"basic_auth_user={cfg.basic_auth_user}", f"{PASSWORD_ENV} is empty or unset",
+                   f"export {PASSWORD_ENV}=<password>, the one you give Label Studio's Connect Model")
+    register_secrets([password])
+    return str(cfg.basic_auth_user), password
+
+
 def serve(cfg: Any) -> None:
     """Serve until interrupted (Ctrl-C): the app on ``cfg.host:cfg.port``, the model loading meanwhile.
 
     Werkzeug's threaded server: ``/health`` answers while a prediction runs (Label Studio gives it 1 s), and
     requests take turns on the model. Behind a shared deployment, run :func:`create_app` under gunicorn instead.
     """
+    auth = _basic_auth(cfg)
     backend = build_backend(cfg)
-    app = create_app(backend, int(cfg.max_tasks), int(float(cfg.max_request_mb) * 2**20))
+    app = create_app(backend, int(cfg.max_tasks), int(float(cfg.max_request_mb) * 2**20), auth)
     try:
         server = make_server(str(cfg.host), int(cfg.port), app, threaded=True)
     except OSError as e:

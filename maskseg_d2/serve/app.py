@@ -22,6 +22,7 @@ Errors are JSON ``{"error": "<one line>"}``: 400 a body that is not the protocol
 """
 from __future__ import annotations
 
+import hmac
 import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -58,7 +59,8 @@ class _Reject(Exception):
         self.status = status
 
 
-def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 8 << 20) -> Flask:
+def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 8 << 20,
+               basic_auth: tuple[str, str] | None = None) -> Flask:
     """The WSGI app of one backend.
 
     Args:
@@ -66,6 +68,8 @@ def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 
         max_tasks (int): tasks per ``/predict`` at most (413 beyond: Label Studio sends every selected task in one
             request, and waits 100 s for it).
         max_request_bytes (int): request body size at most (413 beyond).
+        basic_auth (tuple[str, str] | None): (user, password) every call but ``/webhook`` must carry (401
+            otherwise): Label Studio's "Basic Authentication" of Connect Model; None: no authentication.
 
     Returns:
         Flask: the app (``app.test_client()`` in tests; served by :func:`maskseg_d2.serve.serve`).
@@ -76,6 +80,18 @@ def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 
     def ready() -> None:
         if backend.state != READY:
             raise _Reject(503, backend.error if backend.state == FAILED else "the model is loading: retry shortly")
+
+    @app.before_request
+    def _authenticate():
+        if basic_auth is None or request.path == "/webhook":  # Label Studio's webhooks carry no credentials
+            return None
+        given = request.authorization
+        if (given is not None and given.type == "basic"
+                and hmac.compare_digest(f"{given.username}:{given.password}", "{}:{}".format(*basic_auth))):
+            return None
+        response, status = _error(401, "Basic authentication required: set it in Label Studio's Connect Model")
+        response.headers["WWW-Authenticate"] = 'Basic realm="maskseg ML backend"'
+        return response, status
 
     @app.errorhandler(_Reject)
     def _reject(e: _Reject):

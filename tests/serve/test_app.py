@@ -6,6 +6,7 @@ importer (as an export of the accepted predictions gives them) and must be the m
 """
 from __future__ import annotations
 
+import base64
 import json
 import threading
 
@@ -275,3 +276,17 @@ def test_a_wrong_url_or_token_file_is_one_line_at_start(tmp_path):
         ImageFetcher(url="ftp://ls")
     with pytest.raises(UserError, match=r"^token_file=\S+: cannot read it .* unset token_file and set LABEL_STUDIO"):
         ImageFetcher(token_file=str(tmp_path / "none"))
+
+
+def test_with_basic_auth_only_label_studio_gets_in(images):
+    client = create_app(_backend(images), basic_auth=("ls", "s3cret-pass")).test_client()
+    good = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret-pass").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"ls:guess").decode()}
+    for headers in ({}, bad):
+        response = client.get("/health", headers=headers)
+        assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Basic")
+        assert _predict(client, _tasks("a.png")).status_code == 401
+    assert client.get("/health", headers=good).status_code == 200
+    assert client.post("/predict", headers=good, json={"tasks": _tasks("a.png"), "label_config": CONFIG}).json[
+        "results"][0]["result"]
+    assert client.post("/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 201  # webhooks: no auth
