@@ -1,14 +1,15 @@
 """``tools/serve.py`` as the ML backend of a real Label Studio (tests/integration/conftest.py's server).
 
-The backend is connected as a user connects it through the API (``POST /api/ml`` with url and project), and
-Label Studio's own "Retrieve Predictions" action asks it for 3 uploaded photos. The reference is the same run's
-model in this process (BatchPredictor on the same files): the predictions Label Studio stored, accepted as
-annotations and exported, must give our importer back those instances (classes; brush masks at IoU >= 0.99,
-polygons at IoU > 0.85 as the file round trip of tests/integration/test_labelstudio_roundtrip.py); and what Label
-Studio stored is exactly what the backend answers for those tasks.
+The backend is connected as a user connects it through the API (``POST /api/ml`` with url, project and the Basic
+auth the backend asks for), and Label Studio's own "Retrieve Predictions" action asks it for 3 uploaded photos. The
+reference is the same run's model in this process (BatchPredictor on the same files): the predictions Label Studio
+stored, accepted as annotations and exported, must give our importer back those instances (classes; brush masks at
+IoU >= 0.99, polygons at IoU > 0.85 as the file round trip of tests/integration/test_labelstudio_roundtrip.py); and
+what Label Studio stored is exactly what the backend answers for those tasks.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -38,18 +39,20 @@ LABELS = "".join(f'<Label value="{c}"/>' for c in CLASSES)
 CONFIG = (f'<View><Image name="photo" value="$picture"/><BrushLabels name="paint" toName="photo">{LABELS}'
           f'</BrushLabels><PolygonLabels name="outline" toName="photo">{LABELS}</PolygonLabels></View>')
 MODEL = ["device=cpu", "score_threshold=0.0", "max_detections=4"]  # a 4-iteration model: low scores
+USER, PASSWORD = "labelstudio", "a-backend-password-7f3e"  # Basic auth, as Connect Model sends it
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
-def _get(url: str) -> tuple[int, dict]:
+def _get(url: str, auth: bool = True) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH if auth else {}), timeout=5) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **AUTH})
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status, json.loads(r.read())
 
@@ -62,8 +65,9 @@ def backend(labelstudio, tiny_run, tmp_path_factory):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "LABEL_STUDIO_API_KEY": labelstudio.token}
-    cmd = [sys.executable, "tools/serve.py", f"run={tiny_run[0]}", f"port={port}", f"url={labelstudio.url}", *MODEL]
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": labelstudio.token, "MASKSEG_SERVE_PASSWORD": PASSWORD}
+    cmd = [sys.executable, "tools/serve.py", f"run={tiny_run[0]}", f"port={port}", f"url={labelstudio.url}",
+           f"basic_auth_user={USER}", *MODEL]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -87,6 +91,7 @@ def test_health_and_setup_answer_as_the_protocol_says(backend, tiny_run):
     url, _ = backend
     status, health = _get(url + "/health")
     assert status == 200 and health["status"] == "UP" and health["model_class"]
+    assert _get(url + "/health", auth=False)[0] == 401
     status, setup = _post(url + "/setup", {"project": "1.1700000000", "schema": CONFIG, "hostname": "",
                                            "access_token": "", "extra_params": None})
     assert status == 200 and setup == {"model_version": tiny_run[0].name}
@@ -107,7 +112,8 @@ def test_retrieve_predictions_stores_what_round_trips(labelstudio, backend, tiny
     photos = sorted((demo_root / "images").iterdir())[:3]
     pid = ls.post("/api/projects", {"title": "maskseg ml backend", "label_config": CONFIG})["id"]
     assert ls.upload(pid, photos)["task_count"] == 3
-    ml = ls.post("/api/ml", {"url": url, "project": pid, "title": "maskseg"})
+    ml = ls.post("/api/ml", {"url": url, "project": pid, "title": "maskseg", "auth_method": "BASIC_AUTH",
+                             "basic_auth_user": USER, "basic_auth_pass": PASSWORD})
     assert ml["state"] == "CO", ml  # connected: /health and /setup answered
     done = ls.post(f"/api/dm/actions?id=retrieve_tasks_predictions&project={pid}",
                    {"selectedItems": {"all": True, "excluded": []}})
