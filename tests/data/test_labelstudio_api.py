@@ -1,7 +1,7 @@
 """``dataset.source=labelstudio_api`` without a server: snapshots, the image cache's paths, and bad input.
 
 What needs a server (pulls, tokens the server refuses, lost images) is in
-tests/integration/test_labelstudio_api.py, against the real Label Studio.
+tests/integration/test_labelstudio_project_pull.py, against the real Label Studio.
 """
 
 from __future__ import annotations
