@@ -26,16 +26,19 @@ NMS and RoIAlign come from torchvision, so ``import torchvision`` before ``torch
 The traced graph holds CPU constants: run it on CPU.
 
 Modules: :mod:`.tracing` (the traced graph, TorchScript / ONNX files), :mod:`.runtime` (:class:`ExportedModel`,
-:class:`EagerModel`), :mod:`.comparison` (eager vs exported, :class:`Tolerances`) and :mod:`.exporter`
-(:func:`export_run`, ``export(cfg)``).
+:class:`EagerModel`, :class:`ExportedPredictor`), :mod:`.comparison` (eager vs exported, :class:`Tolerances`),
+:mod:`.exporter` (:func:`export_run`, ``export(cfg)``) and :mod:`.backends` (:func:`open_predictor`: what
+``tools/predict.py backend=onnx|torchscript|auto`` runs; it lives here, a layer above ``predict``, because it
+exports).
 """
+from .backends import exported_model, open_predictor
 from .comparison import Tolerances, compare_detections, compare_models, format_comparison
 from .exporter import FORMATS, ExportResult, export, export_run, sample_images
-from .runtime import EagerModel, ExportedModel, load_exported
+from .runtime import EagerModel, ExportedModel, ExportedPredictor, load_exported
 from .tracing import OUTPUT_NAMES, tracing_adapter
 
 __all__ = [
     "FORMATS", "OUTPUT_NAMES", "Tolerances", "ExportResult", "ExportedModel", "EagerModel", "tracing_adapter",
     "export_run", "export", "load_exported", "compare_detections", "compare_models", "format_comparison",
-    "sample_images",
+    "sample_images", "ExportedPredictor", "open_predictor", "exported_model",
 ]

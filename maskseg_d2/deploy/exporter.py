@@ -5,7 +5,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from detectron2.data import DatasetCatalog
 
@@ -56,19 +56,22 @@ class ExportResult:
                 f"report: {self.report}")
 
 
-def sample_images(run_dir: str, images: str | None, num_images: int) -> list[str]:
-    """Images to trace and compare on: ``images`` (file/folder/glob), else the run's validation images.
+def sample_images(run_dir: str, images: str | Sequence[str] | None, num_images: int) -> list[str]:
+    """Images to trace and compare on: ``images`` (file/folder/glob, or a list of files), else the run's
+    validation images.
 
     Args:
         run_dir (str): the run.
-        images (str or None): where the images are; None: the run's validation split (its dataset must be
-            on disk).
+        images (str, list[str] or None): where the images are; None: the run's validation split (its dataset
+            must be on disk).
         num_images (int): how many (the first ones).
 
     Returns:
         list[str]: image paths, at least one.
     """
-    if images:
+    if images and not isinstance(images, str):
+        paths = [str(p) for p in images]
+    elif images:
         paths = list_images(str(images))
     else:
         try:
@@ -87,7 +90,7 @@ def export_run(
     fmt: str = "torchscript",
     output: str | None = None,
     checkpoint: str | None = None,
-    images: str | None = None,
+    images: str | Sequence[str] | None = None,
     num_images: int = 4,
     score_threshold: float = 0.05,
     max_detections: int = 100,
@@ -101,7 +104,8 @@ def export_run(
         fmt (str): ``torchscript`` (``model.ts``) or ``onnx`` (``model.onnx``).
         output (str or None): output folder; None: ``<run_dir>/export``.
         checkpoint (str or None): None: ``model_best.pth``, else ``model_final.pth``, else the last.
-        images (str or None): sample images (file, folder, glob); None: the run's validation images.
+        images (str, list[str] or None): sample images (file, folder, glob, or a list of files); None: the run's
+            validation images.
         num_images (int): how many sample images are compared (the first is traced).
         score_threshold (float): detections below are dropped inside the graph; higher thresholds can be
             applied when loading (:class:`ExportedModel`).

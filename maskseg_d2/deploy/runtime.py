@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..predict import BatchPredictor, Detections
 from .tracing import META_KEY, OUTPUT_NAMES, raw_outputs, require_onnx
 
-__all__ = ["MASK_THRESHOLD", "EagerModel", "ExportedModel", "load_exported"]
+__all__ = ["MASK_THRESHOLD", "EagerModel", "ExportedModel", "ExportedPredictor", "load_exported"]
 
 MASK_THRESHOLD = 0.5  # Detectron2's paste threshold (detector_postprocess default)
 
@@ -35,8 +35,13 @@ def _resize(bgr: np.ndarray, meta: dict) -> torch.Tensor:
 
 
 def _to_detections(outputs: Sequence[Any], input_hw: tuple[int, int], output_hw: tuple[int, int],
-                   score_threshold: float = 0.0) -> tuple[Detections, np.ndarray]:
+                   score_threshold: float = 0.0, max_detections: int | None = None,
+                   keep: torch.Tensor | None = None) -> tuple[Detections, np.ndarray]:
     """The four raw outputs -> full-size :class:`Detections` (boxes rescaled, masks pasted).
+
+    The graph already applied its own threshold and cap; a higher ``score_threshold`` and a lower
+    ``max_detections`` select what the eager model keeps with them (NMS never lets a lower score remove a
+    higher one), and ``keep`` (class indices) drops other classes before their masks are pasted.
 
     Returns:
         tuple: the detections (highest score first) and their (N, M, M) float32 mask probabilities
@@ -48,6 +53,10 @@ def _to_detections(outputs: Sequence[Any], input_hw: tuple[int, int], output_hw:
     inst.roi_mask_probs = masks.float().flatten(1)  # an Instances field: filtered and ordered with the rest
     if score_threshold > 0:
         inst = inst[inst.scores >= score_threshold]
+    if max_detections is not None and len(inst) > max_detections:
+        inst = inst[torch.argsort(-inst.scores, stable=True)[:max_detections]]
+    if keep is not None and len(inst):
+        inst = inst[torch.isin(inst.pred_classes, keep)]
     inst = detector_postprocess(inst, *output_hw, mask_threshold=MASK_THRESHOLD)
     inst = inst[torch.argsort(-inst.scores, stable=True)]  # Detections.from_instances keeps this order
     probs = inst.roi_mask_probs.reshape(len(inst), *masks.shape[-2:]).numpy()
@@ -168,3 +177,51 @@ class ExportedModel:
 def load_exported(path: str, score_threshold: float | None = None, threads: int | None = None) -> ExportedModel:
     """Load ``model.ts`` / ``model.onnx`` written by :func:`export_run` (see :class:`ExportedModel`)."""
     return ExportedModel(path, score_threshold, threads)
+
+
+class ExportedPredictor:
+    """:class:`maskseg_d2.predict.BatchPredictor`'s interface over an exported file: ``predict_source`` runs it
+    with the same reader threads, batches, outputs and video loop; only the model call differs.
+
+    Same results as the eager predictor at the same settings: the same resize, the threshold and cap applied to
+    the graph's outputs (see :func:`_to_detections`), the same mask paste, highest score first, and instances
+    whose pasted mask is empty dropped (counted in :attr:`empty_masks`). The graph takes one image: a batch
+    runs image by image, each call using ONNX Runtime's (or torch's) threads.
+
+    Args:
+        model (ExportedModel): the loaded file.
+        score_threshold (float): keep detections at or above this (not below the export's own threshold).
+        max_detections (int): instances per image at most (not above the export's own cap).
+        keep_classes (list[int] or None): class indices to keep; None keeps all.
+    """
+
+    def __init__(self, model: ExportedModel, score_threshold: float, max_detections: int,
+                 keep_classes: list[int] | None = None) -> None:
+        meta = model.meta
+        if score_threshold < meta["score_threshold"] or max_detections > meta["max_detections"]:
+            raise ValueError(f"{model.path} was exported with score_threshold={meta['score_threshold']}, "
+                             f"max_detections={meta['max_detections']}: it cannot predict at "
+                             f"{score_threshold} / {max_detections} — export it again")
+        self.model = model
+        self.backend = model.format
+        self.score_threshold = float(score_threshold) if score_threshold > meta["score_threshold"] else 0.0
+        self.max_detections = int(max_detections)
+        self.keep = None if keep_classes is None else torch.as_tensor(sorted(keep_classes), dtype=torch.int64)
+        self.empty_masks = 0
+
+    def preprocess(self, bgr: np.ndarray) -> dict:
+        """The graph's input for one image (thread-safe): ``image``, and the original ``height``/``width``."""
+        return {"image": self.model.preprocess(bgr), "height": bgr.shape[0], "width": bgr.shape[1]}
+
+    def detections(self, raw: Sequence[Any], inp: dict) -> Detections:
+        """The graph's outputs for ``inp`` -> its :class:`Detections` (thresholds, classes, masks pasted)."""
+        with torch.inference_mode():
+            dets, _ = _to_detections(raw, tuple(inp["image"].shape[1:]), (inp["height"], inp["width"]),
+                                     self.score_threshold, self.max_detections, self.keep)
+        filled = dets.masks.any(axis=(1, 2))  # as BatchPredictor: an empty mask has no outline
+        self.empty_masks += int((~filled).sum())
+        return dets if filled.all() else dets.select(filled)
+
+    def __call__(self, inputs: list[dict]) -> list[Detections]:
+        """Predict a batch from :meth:`preprocess`; one :class:`Detections` per input, at the original size."""
+        return [self.detections(self.model.raw(inp["image"]), inp) for inp in inputs]

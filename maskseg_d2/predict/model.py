@@ -82,6 +82,7 @@ class BatchPredictor:
         self.amp = bool(amp) and self.device.type == "cuda"
         self.keep = None if keep_classes is None else torch.as_tensor(sorted(keep_classes), dtype=torch.int64)
         self.empty_masks = 0  # instances dropped because their mask had no pixel above 0.5
+        self.backend = "eager"
 
     def preprocess(self, bgr: np.ndarray) -> dict:
         """The model input of one image (thread-safe).

@@ -211,7 +211,8 @@ class OutputWriter:
                 self._c.tasks[item.index] = task
 
     def _name(self, item: ImageItem, k: int, dets: Detections) -> str:
-        return f"{k:02d}_{self.slugs[int(dets.classes[k])]}_{float(dets.scores[k]):.3f}.png"
+        # the score as the JSON outputs round it (5 decimals): float32 0.98149997 would read 0.981 here, 0.982 there
+        return f"{k:02d}_{self.slugs[int(dets.classes[k])]}_{round(float(dets.scores[k]), 5):.3f}.png"
 
     def _overlay(self, item: ImageItem, bgr: np.ndarray, dets: Detections) -> str:
         o = self.options

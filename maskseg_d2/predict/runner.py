@@ -13,7 +13,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -25,9 +25,12 @@ from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
 from .video import predict_video
 
-__all__ = ["PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
+__all__ = ["BACKENDS", "PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
 
 logger = logging.getLogger(__name__)
+
+# eager: this package's BatchPredictor; onnx / torchscript / auto: maskseg_d2.deploy.open_predictor
+BACKENDS = ("eager", "onnx", "torchscript", "auto")
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PredictSummary:
     Attributes:
         output (str): the output folder.
         kind (str): ``images``, ``video`` or ``webcam``.
+        backend (str): the model that predicted: ``eager``, ``onnx`` or ``torchscript``.
         images (int): images (or frames) predicted.
         instances (int): instances kept over all of them.
         empty_masks (int): detections dropped because their mask was empty.
@@ -64,6 +68,7 @@ class PredictSummary:
 
     output: str
     kind: str
+    backend: str = "eager"
     images: int = 0
     instances: int = 0
     empty_masks: int = 0
@@ -84,7 +89,7 @@ class PredictSummary:
     def message(self) -> str:
         """str: a one-paragraph report for the console."""
         lines = [f"predicted {self.images} {'frame' if self.kind != 'images' else 'image'}(s), "
-                 f"{self.instances} instance(s), {self.images_per_second:.2f} img/s -> {self.output}"]
+                 f"{self.instances} instance(s), {self.images_per_second:.2f} img/s ({self.backend}) -> {self.output}"]
         if self.empty_masks:
             lines.append(f"  dropped {self.empty_masks} detection(s) with an empty mask")
         for kind, value in self.files.items():
@@ -185,6 +190,8 @@ def predict_source(
     options: ExportOptions | None = None,
     video: VideoOptions | None = None,
     progress: bool = True,
+    backend: str = "eager",
+    open_model: Callable[..., Any] | None = None,
 ) -> PredictSummary:
     """Predict instances with a trained run and write the selected outputs.
 
@@ -209,6 +216,11 @@ def predict_source(
         options (ExportOptions or None): output formats; None = defaults.
         video (VideoOptions or None): video/webcam settings; None = defaults.
         progress (bool): show a tqdm bar.
+        backend (str): ``eager`` (:class:`BatchPredictor`), ``onnx``, ``torchscript`` or ``auto``; the others
+            than eager need ``open_model``.
+        open_model (callable or None): ``open_model(run, backend, keep_classes, amp, samples)`` -> a predictor
+            with :class:`BatchPredictor`'s ``preprocess`` / ``__call__`` / ``empty_masks`` / ``backend``
+            (``maskseg_d2.deploy.open_predictor``, which sits a layer above this package); None: eager only.
 
     Returns:
         PredictSummary: counts, throughput, skipped files and the written files; also saved as
@@ -217,14 +229,17 @@ def predict_source(
     spec = resolve_input(source)
     if int(batch_size) < 1:
         raise UserError(f"batch_size={batch_size}: must be >= 1")
+    if backend not in BACKENDS:
+        raise UserError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
     run = Run.open(run_dir, checkpoint, device, score_threshold=score_threshold, max_detections=max_detections)
     keep = class_indices(classes, run.thing_classes)
     output = output or os.path.join(run_dir, "predict", spec.name)
     options = options or ExportOptions()
     writer_save = save if spec.kind == "images" else [s for s in save if s == "coco"]
     writer = OutputWriter(output, writer_save, run.thing_classes, options, spec.root, run.name)
-    predictor = BatchPredictor(run.d2cfg, amp=amp, keep_classes=keep)
-    summary = PredictSummary(output=output, kind=spec.kind)
+    samples = spec.paths if spec.kind == "images" else None  # what an export is checked on
+    predictor = (open_model or _open_eager)(run, backend, keep, amp, samples)
+    summary = PredictSummary(output=output, kind=spec.kind, backend=predictor.backend)
     start = time.perf_counter()
     if spec.kind == "images":
         _predict_images(spec, predictor, writer, summary, int(batch_size), int(workers), progress)
@@ -239,6 +254,12 @@ def predict_source(
         logger.warning("skipped %d unreadable file(s): %s", len(summary.skipped),
                        ", ".join(p for p, _ in summary.skipped[:10]))
     return summary
+
+
+def _open_eager(run: Run, backend: str, keep: list[int] | None, amp: bool, samples: Any) -> BatchPredictor:
+    if backend != "eager":
+        raise ValueError(f"backend={backend} needs open_model=maskseg_d2.deploy.open_predictor")
+    return BatchPredictor(run.d2cfg, amp=amp, keep_classes=keep)
 
 
 def _save_summary(summary: PredictSummary, run: Run, spec: InputSpec, save: Sequence[str],
@@ -261,11 +282,12 @@ def _list(value: Any) -> list | None:
     return [str(v) for v in value]
 
 
-def predict(cfg: Any) -> PredictSummary:
+def predict(cfg: Any, open_model: Callable[..., Any] | None = None) -> PredictSummary:
     """:func:`predict_source` with the options of ``configs/predict.yaml`` (what ``tools/predict.py`` runs).
 
     Args:
         cfg (DictConfig): the composed predict config.
+        open_model (callable or None): see :func:`predict_source` (``backend=`` other than eager needs it).
 
     Returns:
         PredictSummary: see :func:`predict_source`.
@@ -296,7 +318,7 @@ def predict(cfg: Any) -> PredictSummary:
         str(cfg.checkpoint) if cfg.checkpoint else None, str(cfg.device), save=_list(cfg.save) or ["overlay"],
         classes=_list(cfg.classes), batch_size=int(cfg.batch_size), max_detections=int(cfg.max_detections),
         amp=bool(cfg.amp), workers=int(cfg.workers), options=options, video=video,
-        progress=bool(cfg.progress),
+        progress=bool(cfg.progress), backend=str(cfg.get("backend", "eager")), open_model=open_model,
     )
     if push is not None:
         push.send(summary)

@@ -203,3 +203,9 @@ def check_outputs(
 def assert_outputs_consistent():
     """``assert_outputs_consistent(out, input_root, classes, ls_shape)`` -> the COCO view (check_outputs)."""
     return check_outputs
+
+
+@pytest.fixture
+def read_coco():
+    """``read_coco(out)`` -> ``{file_name: [(category_id, score, mask)]}`` (read_coco_outputs)."""
+    return read_coco_outputs
