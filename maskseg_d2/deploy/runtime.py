@@ -131,6 +131,8 @@ class ExportedModel:
             import onnxruntime as ort  # optional (see require_onnx)
 
             opts = ort.SessionOptions()
+            # idle threads sleep instead of spinning: predict_source decodes, draws and encodes in threads beside it
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 opts.intra_op_num_threads = int(threads)
             self._session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
