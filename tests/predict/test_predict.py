@@ -55,7 +55,7 @@ def test_folder_every_output_consistent_corrupt_skipped(
     assert summary.images == len(awkward_folder["readable"]) == len(summary.overlays)
     assert [Path(p).name for p, _ in summary.skipped] == [awkward_folder["broken"]]
     assert summary.instances > 0 and summary.images_per_second > 0
-    coco = assert_outputs_consistent(out, root, CLASSES, "polygon")
+    coco = assert_outputs_consistent(out, root, CLASSES, "auto")  # the default labelstudio.shape
     assert sum(len(v) for v in coco.values()) == summary.instances
     images = json.loads((out / "coco_images.json").read_text())
     assert [im["id"] for im in images["images"]] == [1, 2, 3, 4, 6]  # broken f_broken.jpg was number 5
