@@ -85,6 +85,8 @@ def test_train_tool_writes_one_log_and_the_terminal_shows_each_line_once(demo_ro
      ("fvcore.common.checkpoint", "[Checkpointer] Loading from"), ("maskseg_d2.tools", "predicted 16 image(s)")),
     ("export", ["num_images=1"],
      ("fvcore.common.checkpoint", "[Checkpointer] Loading from"), ("maskseg_d2.tools", "exported torchscript in")),
+    ("visualize", ["mode=gt_vs_pred", "device=cpu", "num_images=2"],
+     ("fvcore.common.checkpoint", "[Checkpointer] Loading from"), ("maskseg_d2.tools", "wrote 3 PNG(s) to")),
 ])
 def test_each_tool_writes_log_txt_into_its_output_folder(tool, overrides, d2_line, ours, tiny_run, demo_root, tmp_path):
     out = tmp_path / "out"
