@@ -22,6 +22,7 @@ from maskseg_d2.deploy.exporter import FORMATS as EXPORT_FORMATS
 from maskseg_d2.engine.evaluate import SPLITS as EVAL_SPLITS
 from maskseg_d2.evaluation.cocoeval import BACKENDS
 from maskseg_d2.predict.annotations import LS_SHAPES
+from maskseg_d2.predict.runner import MODEL_BACKENDS
 from maskseg_d2.predict.video import CODEC_EXT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ TOOLS_OF = (
 )
 # The values the code accepts, for every key a fix suggests a concrete value for ("x": any value of that type).
 VALID = {
-    "backend": {"eval": BACKENDS},
+    "backend": {"eval": BACKENDS, "predict": MODEL_BACKENDS},
     "dataset.on_error": ON_ERROR_POLICIES,
     "dataset.project": int,  # an id (or a title)
     "dataset.url": str,

@@ -9,11 +9,11 @@ on their own.
 from .detections import Detections
 from .model import BatchPredictor
 from .outputs import SAVE_KINDS, ExportOptions, OutputWriter
-from .runner import BACKENDS, PredictSummary, VideoOptions, class_indices, predict, predict_source
+from .runner import MODEL_BACKENDS, PredictSummary, VideoOptions, class_indices, predict, predict_source
 from .sources import list_images, read_bgr, resolve_input
 
 __all__ = [
     "predict", "predict_source", "list_images", "PredictSummary", "VideoOptions", "ExportOptions",
     "SAVE_KINDS", "Detections", "BatchPredictor", "OutputWriter", "class_indices",
-    "read_bgr", "resolve_input", "BACKENDS",
+    "read_bgr", "resolve_input", "MODEL_BACKENDS",
 ]

@@ -25,12 +25,12 @@ from .outputs import ExportOptions, ImageItem, OutputWriter
 from .sources import InputSpec, output_stems, prefetch, read_bgr, resolve_input
 from .video import predict_video
 
-__all__ = ["BACKENDS", "PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
+__all__ = ["MODEL_BACKENDS", "PredictSummary", "VideoOptions", "predict", "predict_source", "class_indices"]
 
 logger = logging.getLogger(__name__)
 
 # eager: this package's BatchPredictor; onnx / torchscript / auto: maskseg_d2.deploy.open_predictor
-BACKENDS = ("eager", "onnx", "torchscript", "auto")
+MODEL_BACKENDS = ("eager", "onnx", "torchscript", "auto")  # predict.yaml backend= (not cocoeval.BACKENDS)
 
 
 @dataclass
@@ -229,8 +229,8 @@ def predict_source(
     spec = resolve_input(source)
     if int(batch_size) < 1:
         raise UserError(f"batch_size={batch_size}: must be >= 1")
-    if backend not in BACKENDS:
-        raise UserError(f"backend={backend}: choose one of {', '.join(BACKENDS)}")
+    if backend not in MODEL_BACKENDS:
+        raise UserError(f"backend={backend}: choose one of {', '.join(MODEL_BACKENDS)}")
     run = Run.open(run_dir, checkpoint, device, score_threshold=score_threshold, max_detections=max_detections)
     keep = class_indices(classes, run.thing_classes)
     output = output or os.path.join(run_dir, "predict", spec.name)
