@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,14 @@ def test_bench_labelstudio_import_matches_the_sdk():
     proc = _run("bench_labelstudio_import.py", "--tasks", "6", "--width", "96", "--height", "64", "--repeats", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "same output: 18 instances of 6 tasks identical" in proc.stdout
+
+
+@pytest.mark.slow
+def test_profile_demo_step_accounts_for_the_whole_iteration():
+    proc = _run("profile_demo_step.py", "--iters", "1", "--warmup", "1", "--images", "8", "--top", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = dict(re.findall(r"^\| ([^|*]+?) \| (-?\d+) \| -?\d+ % \|$", proc.stdout, flags=re.M))
+    total = int(re.search(r"^\| \*\*iteration\*\* \| \*\*(\d+)\*\* \|", proc.stdout, flags=re.M).group(1))
+    assert len(rows) == 11 and all(int(ms) >= 0 for ms in rows.values()), rows  # every part clocked, none negative
+    assert abs(sum(int(ms) for ms in rows.values()) - total) <= len(rows), (rows, total)  # the parts add up
+    assert "aten::convolution_backward" in proc.stdout  # the operator table covers backward
