@@ -11,8 +11,8 @@ parts are clocked with module pre/post hooks; backward cannot be split by module
 (torch.profiler, operators by self CPU time over the same iterations) says which operators the time goes to,
 backward included.
 
-Prints medians per iteration and shares of the iteration; an input to the demo's speed work (issue 18: a demo that
-learns in half the time). The numbers change with the machine's load: the shares are what to read.
+Prints means per iteration (so the parts add up) and shares of the iteration; an input to the demo's speed work
+(issue 18: a demo that learns in half the time). The numbers change with the machine's load: read the shares.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def main() -> None:
             for _ in range(args.iters):
                 step(laps)
 
-    med = {k: statistics.median(v) for k, v in laps.items()}
+    med = {k: statistics.fmean(v) for k, v in laps.items()}  # means: the parts add up to the iteration
     fpn_only = med["backbone: FPN (with ResNet-18)"] - med["backbone: ResNet-18"]
     roi_rest = med["ROI heads (all)"] - med["box head"] - med["box predictor"] \
         - med["mask head (+ loss)"]
@@ -132,7 +132,7 @@ def main() -> None:
     total = med["iteration"]
     print(f"\nexperiment=demo {' '.join(args.overrides)}: batch {d2cfg.SOLVER.IMS_PER_BATCH}, "
           f"{args.iters} iterations after {args.warmup} warm-up, torch threads {torch.get_num_threads()}")
-    print("\n| part of one iteration | ms (median) | share |\n|---|---:|---:|")
+    print("\n| part of one iteration | ms (mean) | share |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {1000 * seconds:.0f} | {100 * seconds / total:.0f} % |")
     print(f"| **iteration** | **{1000 * total:.0f}** | 100 % |")
