@@ -79,9 +79,14 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.7, min_area: float =
 def is_simple_mask(mask: np.ndarray) -> bool:
     """True when a mask is one 8-connected part without holes: what one polygon outlines exactly.
 
-    Holes are 4-connected background regions not touching the border (the dual of 8-connected parts).
+    Holes are 4-connected background regions not touching the border (the dual of 8-connected parts). Both
+    are counted in the mask's bounding box (as :func:`mask_to_polygons` does), not the whole image: the same
+    answer, since background at the box's edge always reaches the outside.
     """
-    fg = mask.astype(np.uint8)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return False
+    fg = mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1].astype(np.uint8)
     if cv2.connectedComponents(fg, connectivity=8)[0] != 2:  # background + one part
         return False
     background = np.pad(1 - fg, 1, constant_values=1)  # the padded frame joins every outside region
