@@ -107,20 +107,20 @@ def _onnxruntime_missing() -> str | None:
     return " and ".join(missing) or None
 
 
-def _auto(run: Run, samples: Sequence[str] | None) -> tuple[str, str]:
-    """(backend, why) for ``backend=auto``."""
+def _auto(run: Run, samples: Sequence[str] | None) -> tuple[str, str, tuple | None]:
+    """(backend, why, the loaded ONNX model's :func:`exported_model` triple or None) for ``backend=auto``."""
     if run.d2cfg.MODEL.DEVICE != "cpu":
-        return "eager", f"device {run.d2cfg.MODEL.DEVICE} (the exported graph runs on CPU)"
+        return "eager", f"device {run.d2cfg.MODEL.DEVICE} (the exported graph runs on CPU)", None
     missing = _onnxruntime_missing()
     if missing:
-        return "eager", f"{missing} not installed (pip install onnx onnxruntime for ONNX Runtime on CPU)"
+        return "eager", f"{missing} not installed (pip install onnx onnxruntime for ONNX Runtime on CPU)", None
     try:
-        _, ok, report = exported_model(run, "onnx", samples)
+        loaded = exported_model(run, "onnx", samples)
     except (UserError, RuntimeError) as e:  # no sample images, an operator without an ONNX symbolic
-        return "eager", f"no ONNX export ({str(e).splitlines()[0]})"
-    if not ok:
-        return "eager", f"the ONNX export differs from the eager model on its sample images ({report})"
-    return "onnx", f"ONNX Runtime on CPU, the export matched the eager model ({report})"
+        return "eager", f"no ONNX export ({str(e).splitlines()[0]})", None
+    if not loaded[1]:
+        return "eager", f"the ONNX export differs from the eager model on its sample images ({loaded[2]})", None
+    return "onnx", f"ONNX Runtime on CPU, the export matched the eager model ({loaded[2]})", loaded
 
 
 def open_predictor(run: Run, backend: str, keep_classes: list[int] | None = None, amp: bool = False,
@@ -137,8 +137,9 @@ def open_predictor(run: Run, backend: str, keep_classes: list[int] | None = None
     Returns:
         BatchPredictor or ExportedPredictor: ``preprocess``, ``__call__``, ``empty_masks``, ``backend``.
     """
+    loaded = None  # auto has loaded the ONNX model already: one ONNX Runtime session, not two
     if backend == "auto":
-        backend, why = _auto(run, samples)
+        backend, why, loaded = _auto(run, samples)
         logger.info("backend=auto: %s — %s", backend, why)
     if backend == "eager":
         return BatchPredictor(run.d2cfg, amp=amp, keep_classes=keep_classes)
@@ -149,7 +150,7 @@ def open_predictor(run: Run, backend: str, keep_classes: list[int] | None = None
     if run.d2cfg.MODEL.DEVICE != "cpu":
         logger.warning("backend=%s runs on CPU (the exported graph holds CPU constants), not %s", backend,
                        run.d2cfg.MODEL.DEVICE)
-    model, ok, report = exported_model(run, backend, samples)
+    model, ok, report = loaded or exported_model(run, backend, samples)
     if not ok:
         logger.warning("the %s export differs from the eager model on some sample images (%s)", backend, report)
     cfg = run.d2cfg
