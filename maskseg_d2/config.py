@@ -58,14 +58,7 @@ def add_maskseg_config(cfg: CfgNode) -> None:
 
 def flatten_d2_keys(tree: Mapping[str, Any] | None, prefix: str = "") -> list:
     """``{"MODEL": {"FPN": {"OUT_CHANNELS": 128}}}`` -> ``["MODEL.FPN.OUT_CHANNELS", 128]`` (merge_from_list form)."""
-    out: list = []
-    for key, value in (tree or {}).items():
-        full = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out += flatten_d2_keys(value, full + ".")
-        else:
-            out += [full, list(value) if isinstance(value, (list, tuple)) else value]
-    return out
+    return [item for pair in flatten_tree(tree or {}, prefix).items() for item in pair]
 
 
 def resolve_device(device: str) -> str:
