@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import UserError, fail
 from ..utils.fileio import atomic_write
+from .jsonio import read_json
 from .labelstudio import _image_uri, pick_annotation
 from .labelstudio_client import LabelStudioClient, read_token
 
@@ -231,7 +232,8 @@ def _saved_snapshot(root: str, sha: str) -> Snapshot:
         have = ", ".join(p.stem[:12] for p in sorted(folder.glob("*.json"))[:5]) or "none"
         raise fail(f"dataset.snapshot={sha}", f"{'no' if not hits else len(hits)} snapshot(s) match in {folder} "
                    f"(saved: {have})", "use the hash run_info.json records (dataset.source.sha), or null to pull")
-    tasks = json.loads(hits[0].read_text(encoding="utf-8"))
+    tasks = read_json(hits[0], "Label Studio snapshot", "dataset.snapshot",
+                      "delete it and pull the project again (dataset.snapshot=null)")  # a damaged file: one line
     return Snapshot(str(hits[0]), hits[0].stem, str(Path(root) / IMAGE_CACHE), tasks=len(tasks))
 
 
