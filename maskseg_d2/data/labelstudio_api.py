@@ -233,7 +233,7 @@ def _saved_snapshot(root: str, sha: str) -> Snapshot:
         raise fail(f"dataset.snapshot={sha}", f"{'no' if not hits else len(hits)} snapshot(s) match in {folder} "
                    f"(saved: {have})", "use the hash run_info.json records (dataset.source.sha), or null to pull")
     tasks = read_json(hits[0], "Label Studio snapshot", "dataset.snapshot",
-                      "delete it and pull the project again (dataset.snapshot=null)")  # a damaged file: one line
+                      "delete it and pull the project again (leave dataset.snapshot unset)")  # one line
     return Snapshot(str(hits[0]), hits[0].stem, str(Path(root) / IMAGE_CACHE), tasks=len(tasks))
 
 
