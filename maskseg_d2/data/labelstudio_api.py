@@ -33,7 +33,7 @@ from ..errors import UserError, fail
 from ..utils.fileio import atomic_write
 from .jsonio import read_json
 from .labelstudio import _image_uri, pick_annotation
-from .labelstudio_client import LabelStudioClient, read_token
+from .labelstudio_client import LabelStudioClient, read_token, refuse_config_token
 
 __all__ = ["SOURCES", "SNAPSHOT_DIR", "IMAGE_CACHE", "Snapshot", "canonical_export", "pull_project",
            "snapshot_source", "project_url", "pull_inputs", "find_project"]
@@ -248,10 +248,7 @@ def snapshot_source(cfg: Any, root: str) -> Snapshot:
     Returns:
         Snapshot: ready for the importer (the image cache holds every image it can).
     """
-    for key in ("token", "api_key", "api_token"):
-        if cfg.get(key):
-            raise UserError(f"dataset.{key}: a token never goes in a config (it would be saved with the run) — "
-                            "set LABEL_STUDIO_API_KEY, or dataset.token_file to a file holding it")
+    refuse_config_token(cfg)
     if cfg.get("snapshot"):
         return _saved_snapshot(root, str(cfg.get("snapshot")).strip().lower())
     if not cfg.get("url") or cfg.get("project") is None:

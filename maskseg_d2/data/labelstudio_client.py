@@ -17,16 +17,16 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import UserError, fail
-from ..utils.secrets import register_secrets
+from ..utils.secrets import SECRET_KEY_NAME, register_secrets
 
-__all__ = ["TOKEN_ENV", "ConfigKeys", "DATASET_KEYS", "LabelStudioClient", "read_token"]
+__all__ = ["TOKEN_ENV", "ConfigKeys", "DATASET_KEYS", "LabelStudioClient", "read_token", "refuse_config_token"]
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 TIMEOUT_S = (10.0, 300.0)  # (connect, read): an export of a large project takes minutes to serialise
@@ -52,6 +52,23 @@ class ConfigKeys:
 
 
 DATASET_KEYS = ConfigKeys()
+
+
+def refuse_config_token(section: Mapping[str, Any], keys: ConfigKeys = DATASET_KEYS) -> None:
+    """Refuse a token typed into a config (``dataset.token=...``): the config is saved with the run's files.
+
+    Args:
+        section (Mapping): the config section holding ``keys.token_file_key`` (``dataset``, ``labelstudio``, the
+            top level of ``configs/serve.yaml``); a key named like a credential
+            (:data:`~maskseg_d2.utils.secrets.SECRET_KEY_NAME`) with a value is an error.
+        keys (ConfigKeys): the config keys the error names.
+    """
+    prefix = keys.token_file_key.rpartition(".")[0]
+    for key in section:
+        if SECRET_KEY_NAME.search(str(key)) and section.get(key):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            raise UserError(f"{name}: a token never goes in a config (it would be saved with the run's files) — "
+                            f"set LABEL_STUDIO_API_KEY, or {keys.token_file_key} to a file holding it")
 
 
 def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = DATASET_KEYS) -> str:

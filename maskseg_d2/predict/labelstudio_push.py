@@ -29,7 +29,7 @@ from omegaconf import DictConfig, open_dict
 
 from ..data.images import ImageIndex, normalize_name
 from ..data.labelstudio_api import find_project, project_url
-from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, read_token
+from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, read_token, refuse_config_token
 from ..data.labelstudio_paths import resolve_image, uri_names
 from ..errors import UserError, fail
 from ..utils.fileio import atomic_write_json
@@ -276,10 +276,7 @@ def connect(cfg: DictConfig) -> tuple[LabelStudioPush, DictConfig]:
         tuple: the push, and ``cfg`` with the project's tag names and ``labelstudio`` in ``save``.
     """
     ls = cfg.labelstudio
-    for key in ("token", "api_key", "api_token"):
-        if ls.get(key):
-            raise UserError(f"labelstudio.{key}: a token never goes in a config (it would be saved with the "
-                            "outputs) — set LABEL_STUDIO_API_KEY, or labelstudio.token_file to a file holding it")
+    refuse_config_token(ls, PUSH_KEYS)
     page = project_url(str(ls.push))
     url, project = page if page else (ls.get("url"), ls.push)
     if not url:

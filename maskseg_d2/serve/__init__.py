@@ -14,11 +14,12 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+from ..data.labelstudio_client import refuse_config_token
 from ..engine.run import Run
 from ..errors import UserError, fail
 from ..utils.secrets import register_secrets
 from .app import MODEL_CLASS, create_app
-from .backend import Backend, ImageFetcher, batch_predictor
+from .backend import SERVE_KEYS, Backend, ImageFetcher, batch_predictor
 from .labelconfig import LabelConfigError, Targets, parse_label_config
 
 __all__ = ["serve", "create_app", "Backend", "ImageFetcher", "batch_predictor", "parse_label_config", "Targets",
@@ -36,6 +37,7 @@ def build_backend(cfg: Any) -> Backend:
     if int(cfg.batch_size) < 1 or int(cfg.max_tasks) < 1 or float(cfg.max_request_mb) <= 0:
         raise UserError(f"batch_size={cfg.batch_size}, max_tasks={cfg.max_tasks}, max_request_mb="
                         f"{cfg.max_request_mb}: each must be positive")
+    refuse_config_token(cfg, SERVE_KEYS)
     run = Run.open(str(cfg.run), cfg.checkpoint, str(cfg.device), score_threshold=cfg.score_threshold,
                    max_detections=cfg.max_detections)
     fetcher = ImageFetcher(cfg.url, cfg.image_root, cfg.token_file)

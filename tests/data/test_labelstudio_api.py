@@ -18,7 +18,7 @@ import pytest
 
 from maskseg_d2.data import register_dataset
 from maskseg_d2.data.labelstudio_api import _save_snapshot, cache_path, canonical_export, project_url
-from maskseg_d2.data.labelstudio_client import LabelStudioClient, read_token
+from maskseg_d2.data.labelstudio_client import ConfigKeys, LabelStudioClient, read_token, refuse_config_token
 from maskseg_d2.errors import UserError
 from maskseg_d2.utils.secrets import env_secrets, redact
 
@@ -93,6 +93,20 @@ def test_token_from_a_file_is_a_secret(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="dataset.token_file=.*nope: cannot read it"):
         read_token(tmp_path / "nope")
     assert env_secrets({"LABEL_STUDIO_API_KEY": TOKEN[::-1]}) == {TOKEN[::-1]}  # redacted from every run's files
+
+
+def test_a_token_in_any_config_section_is_refused_by_name_never_by_value():
+    secret = "abcdef0123456789"
+    for section, keys, name in (({"api_key": secret}, ConfigKeys(), "dataset.api_key"),
+                                ({"access_token": secret}, ConfigKeys(token_file_key="labelstudio.token_file"),
+                                 "labelstudio.access_token"),
+                                ({"token": secret}, ConfigKeys(token_file_key="token_file"), "token")):
+        with pytest.raises(UserError) as e:
+            refuse_config_token(section, keys)
+        assert str(e.value) == (f"{name}: a token never goes in a config (it would be saved with the run's files) "
+                                f"— set LABEL_STUDIO_API_KEY, or {keys.token_file_key} to a file holding it")
+    # settings named like tokens are not tokens; an empty one is not set
+    refuse_config_token({"token_file": "t.txt", "image_key": "img", "max_tokens": 3, "token": None, "api_key": ""})
 
 
 def _free_port() -> int:
