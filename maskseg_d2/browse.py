@@ -212,6 +212,25 @@ def draw_training_samples(d2cfg: Any, out_dir: str, num_images: int | None = 16,
     return save_grids(images, [sample_title(s) for s in samples], out_dir, "train_batch", cols=cols, cell=cell)
 
 
+def _dataset_output(cfg: Any, mode: str) -> str:
+    """The output folder of a mode drawn from ``dataset=``; one line when no dataset is given."""
+    if cfg.dataset is None:
+        raise UserError(f"mode={mode} needs a dataset: dataset=<name of configs/dataset/*.yaml>")
+    return str(cfg.output or os.path.join(cfg.paths.log_dir, "visualize", str(cfg.dataset.name)))
+
+
+def _train_batch_source(cfg: Any) -> tuple[Any, str]:
+    """``mode=train_batch``'s training config and output folder: the run's (``run=``), else the one
+    ``dataset=`` + ``augment=`` build."""
+    if not cfg.run:
+        out = _dataset_output(cfg, "train_batch")
+        return _train_d2cfg(cfg, out), out
+    run_dir = str(cfg.run)
+    run = Run.open(run_dir, str(cfg.checkpoint) if cfg.checkpoint else None, "cpu")
+    run.split_name("train")  # registers the run's data under the names its config uses
+    return run.d2cfg, str(cfg.output or os.path.join(run_dir, "visualize"))
+
+
 def visualize(cfg: Any) -> list[str]:
     """Run one mode of ``configs/visualize.yaml`` (what ``tools/visualize.py`` calls).
 
@@ -225,12 +244,10 @@ def visualize(cfg: Any) -> list[str]:
     if mode not in MODES:
         raise UserError(f"mode={mode}: use one of {', '.join(MODES)}")
     num = int(cfg.num_images) if cfg.num_images else None
-    if mode in ("gt", "train_batch") and not (mode == "train_batch" and cfg.run):
-        if cfg.dataset is None:
-            raise UserError(f"mode={mode} needs a dataset: dataset=<name of configs/dataset/*.yaml>")
-        out = str(cfg.output or os.path.join(cfg.paths.log_dir, "visualize", str(cfg.dataset.name)))
-        if mode == "train_batch":
-            return draw_training_samples(_train_d2cfg(cfg, out), out, num, int(cfg.cols), int(cfg.cell))
+    if mode == "train_batch":
+        return draw_training_samples(*_train_batch_source(cfg), num, int(cfg.cols), int(cfg.cell))
+    if mode == "gt":
+        out = _dataset_output(cfg, mode)
         return draw_ground_truth(cfg.dataset, out, str(cfg.split), num, int(cfg.cols), int(cfg.cell))
     if not cfg.run:
         raise UserError(f"mode={mode} needs run=<run dir> (a directory written by tools/train.py)")
@@ -238,10 +255,6 @@ def visualize(cfg: Any) -> list[str]:
     out = str(cfg.output or os.path.join(run_dir, "visualize"))
     if mode == "curves":
         return [plot_run_curves(run_dir, os.path.join(out, "curves.png"))]
-    if mode == "train_batch":
-        run = Run.open(run_dir, str(cfg.checkpoint) if cfg.checkpoint else None, "cpu")
-        run.split_name("train")  # registers the run's data under the names its config uses
-        return draw_training_samples(run.d2cfg, out, num, int(cfg.cols), int(cfg.cell))
     split = "val" if str(cfg.split) == "all" else str(cfg.split)
     checkpoint = str(cfg.checkpoint) if cfg.checkpoint else None
     return draw_run_predictions(run_dir, out, mode == "gt_vs_pred", split, num, float(cfg.score_threshold),

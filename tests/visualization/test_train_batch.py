@@ -53,6 +53,15 @@ def test_train_batch_masks_follow_a_forced_flip(tmp_path, flip_prob, side):
     assert (left, right)[side == "left"] < 0.05 * (left, right)[side == "right"], (left, right)
 
 
+@pytest.mark.parametrize("mode", ["curves", "pred"])
+def test_a_run_mode_without_run_is_one_line(tmp_path, mode):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("visualize", overrides=[f"mode={mode}", f"output={tmp_path / 'out'}"])
+    message = rf"^mode={mode} needs run=<run dir> \(a directory written by tools/train.py\)$"
+    with pytest.raises(UserError, match=message):
+        visualize(cfg)
+
+
 def test_flip_prob_outside_0_1_is_one_line(compose_cfg):
     cfg = compose_cfg("augment.flip_prob=1.5")
     with pytest.raises(UserError, match=r"augment.flip_prob=1.5: must be in \[0, 1\]"):
