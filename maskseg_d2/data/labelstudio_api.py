@@ -100,23 +100,33 @@ def project_url(value: str) -> tuple[str, int] | None:
 # ----------------------------------------------------------------------------------------- project
 
 
-def find_project(client: LabelStudioClient, project: Any) -> tuple[int, str]:
-    """The id and title of a project given by id or exact title (``client.keys.project_key``: where errors point)."""
-    where = f"{client.keys.project_key}={project}"
-    projects = client.projects(f"{client.keys.url_key}={client.url}")
+def find_project(client: LabelStudioClient, project: Any) -> tuple[int, str, dict]:
+    """A project given by id or exact title (``client.keys.project_key``: where errors point), fetched once.
+
+    Returns:
+        tuple: its id, its title and its ``GET /api/projects/<id>/`` (``label_config``, ``parsed_label_config``...).
+    """
+    where, server = f"{client.keys.project_key}={project}", f"{client.keys.url_key}={client.url}"
     if isinstance(project, int) and not isinstance(project, bool) or str(project).strip().isdigit():
         pid = int(str(project).strip())
-        if client.status(f"/api/projects/{pid}/", where) == 404:
+        detail = client.get_json(f"/api/projects/{pid}/", server, missing_ok=True)  # a refused token: the server's
+        if detail is None:
+            client.projects(server)  # a server that is not Label Studio says so
             raise fail(where, f"no project {pid} at {client.url} that this token can see",
                        "use the id in the project's address (/projects/<id>/) or its title")
-        return pid, str(client.get_json(f"/api/projects/{pid}/", where).get("title") or "")
-    hits = [p for p in projects if p.get("title") == str(project)]
-    if len(hits) != 1:
-        titles = ", ".join(f"{p.get('id')}={p.get('title')!r}" for p in projects[:8])
-        what = "no project titled" if not hits else f"{len(hits)} projects titled"
-        raise fail(where, f"{what} {str(project)!r} at {client.url} (projects: {titles or 'none'})",
-                   f"set {client.keys.project_key} to the project's id")
-    return int(hits[0]["id"]), str(project)
+    else:
+        projects = client.projects(server)
+        hits = [p for p in projects if p.get("title") == str(project)]
+        if len(hits) != 1:
+            titles = ", ".join(f"{p.get('id')}={p.get('title')!r}" for p in projects[:8])
+            what = "no project titled" if not hits else f"{len(hits)} projects titled"
+            raise fail(where, f"{what} {str(project)!r} at {client.url} (projects: {titles or 'none'})",
+                       f"set {client.keys.project_key} to the project's id")
+        pid = int(hits[0]["id"])
+        detail = client.get_json(f"/api/projects/{pid}/", where)
+    if not isinstance(detail, dict):
+        raise client.not_label_studio(where, f"answered /api/projects/{pid}/ with something else than a project")
+    return pid, str(detail.get("title") or ""), detail
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -212,7 +222,7 @@ def pull_project(url: str, project: Any, root: str | os.PathLike, token_file: st
         Snapshot: the file, its hash and counts; ``missing`` lists images the server no longer has.
     """
     client = LabelStudioClient(url, read_token(token_file))
-    pid, title = find_project(client, project)
+    pid, title, _ = find_project(client, project)
     what = f"Label Studio project {pid} export"
     tasks = client.get_json(f"/api/projects/{pid}/export", what,
                             params={"exportType": "JSON", "download_all_tasks": "true"})

@@ -160,9 +160,9 @@ class LabelStudioClient:
         try:
             return response.json()
         except ValueError:
-            raise self._not_label_studio(what, "did not answer with JSON") from None
+            raise self.not_label_studio(what, "did not answer with JSON") from None
 
-    def _not_label_studio(self, what: str, how: str) -> UserError:
+    def not_label_studio(self, what: str, how: str) -> UserError:
         return fail(what, f"{self.url} {how}: is it a Label Studio server?",
                     f"set {self.keys.url_key} to the address you open Label Studio at, e.g. http://localhost:8080")
 
@@ -187,20 +187,22 @@ class LabelStudioClient:
         """The projects this token can see (``GET /api/projects/``); also checks the URL and the token."""
         response = self._request("GET", self.url + "/api/projects/", what, params={"page_size": 10000})
         if response.status_code in (404, 405):
-            raise self._not_label_studio(what, f"answered HTTP {response.status_code} for /api/projects/")
+            raise self.not_label_studio(what, f"answered HTTP {response.status_code} for /api/projects/")
         listing = self._json(self._check(response, what), what)
         projects = listing.get("results") if isinstance(listing, dict) else listing
         if not isinstance(projects, list):
-            raise self._not_label_studio(what, "answered /api/projects/ with something else than projects")
+            raise self.not_label_studio(what, "answered /api/projects/ with something else than projects")
         return [p for p in projects if isinstance(p, dict)]
 
-    def get_json(self, path: str, what: str, params: dict | None = None) -> Any:
-        """``GET <url><path>`` as JSON; HTTP errors become one-line :class:`UserError`s naming ``what``."""
-        return self._json(self._check(self._request("GET", self.url + path, what, params=params), what), what)
+    def get_json(self, path: str, what: str, params: dict | None = None, missing_ok: bool = False) -> Any:
+        """``GET <url><path>`` as JSON; HTTP errors become one-line :class:`UserError`s naming ``what``.
 
-    def status(self, path: str, what: str) -> int:
-        """The HTTP status of ``GET <url><path>`` (connection errors raise)."""
-        return self._request("GET", self.url + path, what).status_code
+        ``missing_ok``: a 404 answers None instead of raising (the caller says what is missing).
+        """
+        response = self._request("GET", self.url + path, what, params=params)
+        if missing_ok and response.status_code == 404:
+            return None
+        return self._json(self._check(response, what), what)
 
     def post_json(self, path: str, body: Any, what: str) -> Any:
         """``POST <url><path>`` with a JSON body; a 400 names Label Studio's reason (a validation message)."""
@@ -230,7 +232,7 @@ class LabelStudioClient:
                                                              "page_size": TASK_PAGE, "fields": "task_only"})
             got = page.get("tasks") if isinstance(page, dict) else None
             if not isinstance(got, list):
-                raise self._not_label_studio(what, "answered /api/tasks/ with something else than tasks")
+                raise self.not_label_studio(what, "answered /api/tasks/ with something else than tasks")
             tasks += [t for t in got if isinstance(t, dict)]
             if len(got) < TASK_PAGE or len(tasks) >= int(page.get("total") or 0):
                 return tasks
@@ -240,7 +242,7 @@ class LabelStudioClient:
         listing = self.get_json("/api/predictions/", what, params={"project": project})
         listing = listing.get("results") if isinstance(listing, dict) else listing
         if not isinstance(listing, list):
-            raise self._not_label_studio(what, "answered /api/predictions/ with something else than predictions")
+            raise self.not_label_studio(what, "answered /api/predictions/ with something else than predictions")
         return [p for p in listing if isinstance(p, dict)]
 
     # ----------------------------------------------------------------------------------------- files

@@ -287,9 +287,9 @@ def connect(cfg: DictConfig) -> tuple[LabelStudioPush, DictConfig]:
         raise UserError(f"labelstudio.push: input={cfg.input} is a {spec.kind}; predictions go to tasks of images "
                         "— give an image, a folder or a glob")
     client = LabelStudioClient(str(url), read_token(ls.get("token_file"), PUSH_KEYS), PUSH_KEYS)
-    pid, title = find_project(client, project)
+    pid, title, detail = find_project(client, project)
     where = f"labelstudio.push={ls.push} (project {pid})"
-    tags = project_tags(client.get_json(f"/api/projects/{pid}/", where).get("parsed_label_config"),
+    tags = project_tags(detail.get("parsed_label_config"),
                         str(ls.get("from_name") or ""), where)
     shape = tags.shape(str(ls.shape), where)
     report = PushReport(client.url, pid, title)
