@@ -26,7 +26,8 @@ from urllib3.util.retry import Retry
 from ..errors import UserError, fail
 from ..utils.secrets import SECRET_KEY_NAME, register_secrets
 
-__all__ = ["TOKEN_ENV", "ConfigKeys", "DATASET_KEYS", "LabelStudioClient", "read_token", "refuse_config_token"]
+__all__ = ["TOKEN_ENV", "ConfigKeys", "DATASET_KEYS", "LabelStudioClient", "read_token", "refuse_config_token",
+           "is_personal_token"]
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 TIMEOUT_S = (10.0, 300.0)  # (connect, read): an export of a large project takes minutes to serialise
@@ -71,12 +72,15 @@ def refuse_config_token(section: Mapping[str, Any], keys: ConfigKeys = DATASET_K
                             f"set LABEL_STUDIO_API_KEY, or {keys.token_file_key} to a file holding it")
 
 
-def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = DATASET_KEYS) -> str:
+def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = DATASET_KEYS,
+               required: bool = True) -> str:
     """The API token: the contents of ``token_file`` when given, else ``$LABEL_STUDIO_API_KEY``.
 
     Args:
         token_file (str or PathLike or None): a file holding the token.
         keys (ConfigKeys): the config keys the errors name.
+        required (bool): False: no token file and an empty ``$LABEL_STUDIO_API_KEY`` give ``""`` (the ML backend
+            reads images that need none); an empty token file is still an error.
 
     Returns:
         str: the token, registered as a secret.
@@ -90,6 +94,8 @@ def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = D
         where = f"{keys.token_file_key}={token_file}"
     else:
         token, where = os.environ.get(TOKEN_ENV, "").strip(), TOKEN_ENV
+        if not token and not required:
+            return ""
     if not token:
         raise fail("Label Studio", f"no API token ({where} is empty or unset)",
                    "set LABEL_STUDIO_API_KEY to your Access Token (Label Studio: Account & Settings), "
@@ -98,7 +104,7 @@ def read_token(token_file: str | os.PathLike | None = None, keys: ConfigKeys = D
     return token
 
 
-def _is_jwt(token: str) -> bool:
+def is_personal_token(token: str) -> bool:
     """A personal access token is a JWT (three base64url parts); a legacy token is 40 hex digits."""
     parts = token.split(".")
     return len(parts) == 3 and token.startswith("eyJ")
@@ -167,7 +173,7 @@ class LabelStudioClient:
                     f"set {self.keys.url_key} to the address you open Label Studio at, e.g. http://localhost:8080")
 
     def _authorization(self, token: str) -> str:
-        if not _is_jwt(token):
+        if not is_personal_token(token):
             return f"Token {token}"
         what = "Label Studio personal access token"
         response = self._request("POST", self.url + "/api/token/refresh/", what, auth=False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import time
 import urllib.parse
@@ -20,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..data.labelstudio_client import TOKEN_ENV, ConfigKeys, LabelStudioClient, read_token
+from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, is_personal_token, read_token
 from ..errors import UserError, fail
 from ..predict import BatchPredictor, Detections
 from ..predict.annotations import LS_SHAPES, labelstudio_results, labelstudio_task
@@ -77,7 +76,7 @@ class ImageFetcher:
     def __init__(self, url: str | None = None, image_root: str | None = None, token_file: str | None = None):
         self.url, self.token_file = url, token_file
         self.image_root = Path(image_root).resolve() if image_root else None
-        self.token = read_token(token_file, SERVE_KEYS) if token_file or os.environ.get(TOKEN_ENV, "").strip() else ""
+        self.token = read_token(token_file, SERVE_KEYS, required=False)
         self._clients: dict[str, tuple[LabelStudioClient, float]] = {}
         self._lock = threading.Lock()
         if url:  # a wrong url= (or a refused personal token) is told at start, not at the first request
@@ -87,7 +86,7 @@ class ImageFetcher:
         """One session per server; a personal access token is exchanged again before its access token expires."""
         with self._lock:
             client, made = self._clients.get(url, (None, 0.0))
-            if client is None or self.token.startswith("eyJ") and time.monotonic() - made > ACCESS_RENEW_S:
+            if client is None or is_personal_token(self.token) and time.monotonic() - made > ACCESS_RENEW_S:
                 client, made = LabelStudioClient(url, self.token, SERVE_KEYS), time.monotonic()
                 self._clients[url] = client, made
             return client

@@ -92,6 +92,10 @@ def test_token_from_a_file_is_a_secret(tmp_path, monkeypatch):
         read_token(None)
     with pytest.raises(UserError, match="dataset.token_file=.*nope: cannot read it"):
         read_token(tmp_path / "nope")
+    assert read_token(None, required=False) == ""  # the ML backend: images that need no token
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(UserError, match="no API token .dataset.token_file=.*empty is empty or unset."):
+        read_token(tmp_path / "empty", required=False)  # a token file that holds none is a mistake
     assert env_secrets({"LABEL_STUDIO_API_KEY": TOKEN[::-1]}) == {TOKEN[::-1]}  # redacted from every run's files
 
 
