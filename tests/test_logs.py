@@ -29,14 +29,15 @@ def _tool(name: str, *overrides: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_detectron2_handlers_fold_into_the_one_file_and_secrets_are_redacted(tmp_path):
+def test_detectron2_setup_adds_no_handler_after_open_run_log_and_secrets_are_redacted(tmp_path):
     run = tmp_path / "run"
     open_run_log(str(run))
-    # what Detectron2's default_setup does after us: its own handlers (terminal + log.txt, propagate=False)
+    # what Detectron2's default_setup does after us: cached calls, they add no handler (terminal + log.txt)
     setup_logger(str(run), distributed_rank=0, name="fvcore")
     setup_logger(str(run), distributed_rank=0)
-    open_run_log(str(run))
-    open_run_log(str(run))  # idempotent
+    for name in ("detectron2", "fvcore"):
+        assert logging.getLogger(name).handlers == [] and logging.getLogger(name).propagate
+    open_run_log(str(run))  # a second run in the process: its handlers replace the first's, lines stay single
     register_secrets(["h17-not-a-real-token"])
     install_log_redaction()
     logging.getLogger("detectron2.engine.train_loop").info("Starting training from iteration 0")

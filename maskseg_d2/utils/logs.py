@@ -8,8 +8,9 @@ line appears once on the terminal and once in the file.
 
 The file is ``log.txt`` (:data:`LOG_FILE`): the name Detectron2's tools write, where its users look first.
 
-- ``tools/train.py``: :func:`open_run_log` in :func:`maskseg_d2.engine.train.train`, once the run dir is known
-  (each DDP process: ``log.txt`` for rank 0, ``log.txt.rank<N>`` for the others, as Detectron2 names them).
+- ``tools/train.py``: :func:`open_run_log` in :func:`maskseg_d2.engine.train.train`, once the run dir is known and
+  before Detectron2's ``default_setup`` (each DDP process: ``log.txt`` for rank 0, ``log.txt.rank<N>`` for the
+  others, as Detectron2 names them).
 - ``tools/eval.py``, ``predict.py``, ``export.py``, ``visualize.py`` decide their output folder deep inside:
   :func:`tool_log` keeps the records in memory and writes them to ``<output>/log.txt`` when the tool finishes.
 
@@ -79,9 +80,11 @@ def _add(root: logging.Logger, handler: logging.Handler, formatter: logging.Form
 def open_run_log(output_dir: str) -> str:
     """Log everything of this process to ``<output_dir>/log.txt`` (rank N > 0: ``log.txt.rank<N>``) from now on.
 
-    Idempotent: call it again after Detectron2's ``default_setup`` to fold any handlers that it added (when its
-    arguments differ from ours) back into the one log. A process without a terminal handler (a DDP worker) gets
-    one on rank 0.
+    Call it once, before Detectron2's ``default_setup``: it makes ``default_setup``'s two ``setup_logger`` calls
+    first, with the same arguments (``OUTPUT_DIR`` is ``output_dir``), so that ``default_setup``'s own calls hit
+    their ``lru_cache``, add no handler, and its lines (the config included) come through the handlers made here.
+    A second call (another run in the same process) replaces those handlers. A process without a terminal handler
+    (a DDP worker) gets one on rank 0.
 
     Returns:
         str: the log file.
@@ -91,8 +94,8 @@ def open_run_log(output_dir: str) -> str:
     root = logging.getLogger()
     _remove_ours(root)
     os.makedirs(output_dir, exist_ok=True)
-    # default_setup's own calls, made first: setup_logger is lru_cached, so default_setup's then add nothing and
-    # its lines (the config, pygments-coloured) come through our handlers too; the handlers made here go below.
+    # default_setup's own calls, made first (see the docstring); route_detectron2_logs() then removes the handlers
+    # they made, once: the cached calls never make them again.
     setup_logger(output_dir, distributed_rank=rank, name="fvcore")
     setup_logger(output_dir, distributed_rank=rank)
     route_detectron2_logs()
