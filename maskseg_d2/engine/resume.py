@@ -89,10 +89,11 @@ def _find_run(config: DictConfig) -> str:
     return os.path.abspath(run_dir)
 
 
-def _latest_session(run_dir: str) -> int:
-    """The session whose overrides continue: the latest resume recorded in run_info.json (one that stopped
-    before training started is not recorded, and its ``.hydra/resume_<n>`` is reused)."""
-    n = len(read_run_info(run_dir).get("resumes", []))
+def _latest_session(run_dir: str, recorded: int) -> int:
+    """The session whose overrides continue: the latest of the ``recorded`` resumes of run_info.json that saved
+    its overrides (one that stopped before training started is not recorded, and its ``.hydra/resume_<n>`` is
+    reused)."""
+    n = recorded
     while n > 0 and not os.path.isfile(os.path.join(run_dir, session_dir(n), "overrides.yaml")):
         n -= 1
     return n
@@ -130,7 +131,8 @@ class ResumeRun(Callback):
     @staticmethod
     def _continue(config: DictConfig, config_name: str | None) -> None:
         run_dir = _find_run(config)
-        n = _latest_session(run_dir)
+        recorded = len(read_run_info(run_dir).get("resumes", []))
+        n = _latest_session(run_dir, recorded)
         saved = OmegaConf.load(os.path.join(run_dir, session_dir(n), "overrides.yaml"))
         task = _merge([str(o) for o in saved], [str(o) for o in config.hydra.overrides.task])
         loader = GlobalHydra.instance().config_loader()
@@ -147,7 +149,7 @@ class ResumeRun(Callback):
         with read_write(new), open_dict(new):
             new.resume = run_dir
             new.hydra.run.dir = run_dir
-            new.hydra.output_subdir = session_dir(len(read_run_info(run_dir).get("resumes", [])) + 1)
+            new.hydra.output_subdir = session_dir(recorded + 1)
         with read_write(config), open_dict(config):  # Hydra goes on with this object: its content is replaced
             for key in list(config.keys()):
                 del config[key]

@@ -14,7 +14,6 @@ fail with the same messages) once.
 from __future__ import annotations
 
 import glob
-import json
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +27,7 @@ from ..config import resolve_device
 from ..data import register_dataset
 from ..errors import UserError
 from ..utils.paths import project_root
+from ..utils.run_info import read_run_info
 
 __all__ = ["Run", "RUN_ENV", "RESULTS", "CHECKPOINT_ORDER"]
 
@@ -43,12 +43,9 @@ def _incomplete(path: str, run_dir: str) -> UserError:
 
 def _read_classes(run_dir: str) -> list[str]:
     """Class names from ``run_info.json``, else ``config_resolved.yaml`` (no dataset needed)."""
-    info = os.path.join(run_dir, "run_info.json")
-    if os.path.isfile(info):
-        with open(info, encoding="utf-8") as f:
-            classes = json.load(f).get("dataset", {}).get("thing_classes")
-        if classes:
-            return [str(c) for c in classes]
+    classes = read_run_info(run_dir).get("dataset", {}).get("thing_classes")
+    if classes:
+        return [str(c) for c in classes]
     resolved = os.path.join(run_dir, "config_resolved.yaml")
     if os.path.isfile(resolved):
         classes = OmegaConf.load(resolved).get("dataset", {}).get("classes")
@@ -190,11 +187,7 @@ class Run:
 
         A run trained from a live Label Studio project reads the snapshot it trained on (``run_info.json``), offline,
         whatever the project holds now."""
-        info: dict = {}
-        if os.path.isfile(os.path.join(self.run_dir, "run_info.json")):
-            with open(os.path.join(self.run_dir, "run_info.json"), encoding="utf-8") as f:
-                info = json.load(f)
-        sha = info.get("dataset", {}).get("source", {}).get("sha")
+        sha = read_run_info(self.run_dir).get("dataset", {}).get("source", {}).get("sha")
         return register_dataset(OmegaConf.merge(self.cfg.dataset, {"snapshot": sha}) if sha else self.cfg.dataset)
 
     def split_name(self, split: str = "val") -> str:
