@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,6 +33,7 @@ from ..utils.fileio import atomic_write
 from .jsonio import read_json
 from .labelstudio import _image_uri, pick_annotation
 from .labelstudio_client import LabelStudioClient, read_token, refuse_config_token
+from .labelstudio_paths import parse_uri
 
 __all__ = ["SOURCES", "SNAPSHOT_DIR", "IMAGE_CACHE", "Snapshot", "canonical_export", "pull_project",
            "snapshot_source", "project_url", "pull_inputs", "find_project"]
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 SOURCES = ("files", "labelstudio_api")
 SNAPSHOT_DIR = "snapshots"
 IMAGE_CACHE = "labelstudio_images"
-_CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
 _PROJECT_URL = re.compile(r"^(?P<base>https?://.+?)/projects/(?P<id>\d+)(?:[/?#].*)?$")
 
 
@@ -146,18 +145,13 @@ def cache_path(uri: str) -> PurePosixPath | None:
     relative path (resolved exactly), URLs their host and path, cloud-storage objects (not downloaded: copied there
     by the user) ``cloud/<bucket>/<key>``; ``..`` or an absolute path never leaves the cache.
     """
-    parts = urllib.parse.urlsplit(uri)
-    query = urllib.parse.parse_qs(parts.query)
-    if parts.path.startswith("/data/local-files"):
-        return _safe_relative(query.get("d", [""])[0])
-    if parts.path.startswith("/storage-data/uploaded") and query.get("filepath"):
-        return _safe_relative(query["filepath"][0])
-    if parts.path.startswith("/data/upload/"):
-        return _safe_relative(urllib.parse.unquote(parts.path[len("/data/"):]))
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return _safe_relative(f"url/{parts.netloc.replace(':', '_')}/{urllib.parse.unquote(parts.path)}")
-    if parts.scheme in _CLOUD_SCHEMES and parts.netloc:
-        return _safe_relative(f"cloud/{parts.netloc}/{urllib.parse.unquote(parts.path)}")
+    ref = parse_uri(uri)
+    if ref.kind in ("local", "upload"):
+        return _safe_relative(ref.path)
+    if ref.kind == "url" and ref.host:
+        return _safe_relative(f"url/{ref.host.replace(':', '_')}/{ref.path}")
+    if ref.kind == "cloud" and ref.host:
+        return _safe_relative(f"cloud/{ref.host}/{ref.path}")
     return None
 
 
@@ -177,7 +171,7 @@ def _fetch_images(client: LabelStudioClient, tasks: list[dict], cache: Path, ima
         dest = cache / rel
         if dest.is_file():
             continue
-        if urllib.parse.urlsplit(uri).scheme in _CLOUD_SCHEMES:  # not fetched: Label Studio would need its keys
+        if parse_uri(uri).kind == "cloud":  # not fetched: Label Studio would need its keys
             missing.append(f"task {task.get('id')}: {uri} (cloud storage: copy it to {dest})")
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -14,35 +14,79 @@ import os
 import re
 import unicodedata
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 
 from ..errors import UserError, fail
 from .images import ImageIndex, is_utf8, normalize_name
 
-__all__ = ["resolve_image", "resolve_name", "resolve_relative", "upload_names", "uri_names"]
+__all__ = ["CLOUD_SCHEMES", "ImageURI", "parse_uri", "resolve_image", "resolve_name", "resolve_relative",
+           "upload_names", "uri_names"]
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
-_URL_SCHEMES = ("http", "https", "s3", "gs", "gcs", "azure-blob")
+_WEB_SCHEMES = ("http", "https")
+CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
+
+
+@dataclass(frozen=True)
+class ImageURI:
+    """What a task's image URI points at: the one reading of Label Studio's image references.
+
+    Attributes:
+        kind (str): ``local`` (``/data/local-files/?d=<path>``: local storage), ``upload`` (``/data/upload/...``
+            or ``/storage-data/uploaded/?filepath=upload/...``), ``url`` (http/https), ``cloud`` (s3, gs, gcs,
+            azure-blob), ``data`` (an embedded ``data:`` URI), ``server`` (another path on the Label Studio
+            server), ``other`` (another scheme) or ``relative`` (a plain path).
+        path (str): URL-decoded: the ``?d=`` path (``local``; ``""`` when it has none), the path below
+            ``/data/`` (``upload``: ``upload/<project>/<8 hex>-<name>``), the URL's path (``url``, ``cloud``),
+            else the URI itself.
+        host (str): the URL's host (``url``: with its port; ``cloud``: the bucket), else ``""``.
+    """
+
+    kind: str
+    path: str
+    host: str = ""
+
+    @property
+    def name(self) -> str:
+        """str: the file name (the last part of ``path``)."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse_uri(uri: str) -> ImageURI:
+    """Read a task's image URI (see :class:`ImageURI`); a Label Studio path counts with or without its server."""
+    if uri.startswith("data:"):
+        return ImageURI("data", uri)
+    parts = urllib.parse.urlsplit(uri)
+    query = urllib.parse.parse_qs(parts.query)
+    if parts.path.startswith("/data/local-files"):
+        return ImageURI("local", query.get("d", [""])[0])
+    if parts.path.startswith("/storage-data/uploaded") and query.get("filepath"):
+        return ImageURI("upload", query["filepath"][0].lstrip("/"))
+    if parts.path.startswith("/data/upload/"):
+        return ImageURI("upload", urllib.parse.unquote(parts.path[len("/data/"):]))
+    if parts.scheme in _WEB_SCHEMES + CLOUD_SCHEMES:
+        kind = "url" if parts.scheme in _WEB_SCHEMES else "cloud"
+        return ImageURI(kind, urllib.parse.unquote(parts.path), parts.netloc)
+    if "://" in uri:
+        return ImageURI("other", uri)
+    return ImageURI("server" if uri.startswith("/") else "relative", uri)
 
 
 def _uri_reference(uri: str, where: str) -> tuple[str, str]:
     """Split an image URI into ("upload", file name), ("name", file name) or ("rel", relative path)."""
-    if uri.startswith("data:"):
+    ref = parse_uri(uri)
+    if ref.kind == "data":
         raise fail(where, "the image is embedded as a data: URI",
                    "import the photo as a file in Label Studio")
-    parts = urllib.parse.urlsplit(uri)
-    path = parts.path
-    query = urllib.parse.parse_qs(parts.query)
-    if path.startswith("/data/local-files"):
-        if not query.get("d"):
+    if ref.kind == "local":
+        if not ref.path:
             raise fail(where, f"local-files URI without ?d=: {uri}", "re-export the tasks from Label Studio")
-        return "rel", query["d"][0]
-    if path.startswith("/storage-data/uploaded") and query.get("filepath"):
-        path = "/data/" + query["filepath"][0].lstrip("/")
-    if path.startswith("/data/upload/"):
-        return "upload", urllib.parse.unquote(path.rsplit("/", 1)[-1])
-    if parts.scheme in _URL_SCHEMES:
-        return "name", urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+        return "rel", ref.path
+    if ref.kind == "upload":
+        return "upload", ref.name
+    if ref.kind in ("url", "cloud"):
+        return "name", ref.name
     return "rel", uri
 
 

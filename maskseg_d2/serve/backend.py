@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, is_personal_token, read_token
+from ..data.labelstudio_paths import parse_uri
 from ..errors import UserError, fail
 from ..predict import BatchPredictor, Detections
 from ..predict.annotations import LS_SHAPES, labelstudio_results, labelstudio_task
@@ -32,7 +33,6 @@ __all__ = ["Backend", "ImageFetcher", "batch_predictor", "LOADING", "READY", "FA
 logger = logging.getLogger(__name__)
 Predict = Callable[[list[np.ndarray]], list[Detections]]
 LOADING, READY, FAILED = "LOADING", "READY", "FAILED"
-_LOCAL_FILES = "/data/local-files/"
 # Label Studio's access tokens (from a personal access token) live 5 min (simplejwt's ACCESS_TOKEN_LIFETIME)
 ACCESS_RENEW_S = 240.0
 SERVE_KEYS = ConfigKeys("url", "project", "token_file")  # what the client's errors name: configs/serve.yaml
@@ -92,15 +92,13 @@ class ImageFetcher:
             return client
 
     def _local(self, uri: str) -> Path | None:
-        if self.image_root is None:
+        """The file under ``image_root`` of a local-storage task or a plain relative path; None: not local."""
+        ref = parse_uri(uri)
+        if self.image_root is None or ref.kind not in ("local", "relative"):
             return None
-        if uri.startswith(_LOCAL_FILES):
-            rel = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query).get("d", [""])[0]
-        elif "://" in uri or uri.startswith("/"):
-            return None
-        else:
-            rel = uri
-        path = (self.image_root / rel).resolve()
+        if not ref.path:
+            raise fail(uri, "local-files URI without ?d=", "re-export the tasks from Label Studio")
+        path = (self.image_root / ref.path).resolve()
         if not path.is_relative_to(self.image_root):
             raise fail(uri, f"outside image_root={self.image_root}", "point image_root at the images' folder")
         return path

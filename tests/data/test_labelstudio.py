@@ -13,7 +13,7 @@ import pytest
 from maskseg_d2.data.geometry import rasterize_polygons
 from maskseg_d2.data import load_dataset, read_dataset
 from maskseg_d2.data.labelstudio import pick_annotation
-from maskseg_d2.data.labelstudio_paths import resolve_image
+from maskseg_d2.data.labelstudio_paths import ImageURI, parse_uri, resolve_image
 from maskseg_d2.errors import UserError
 from pycocotools import mask as mask_util
 
@@ -179,6 +179,25 @@ def test_local_files_and_urls(tmp_path):
     assert resolve_image("/data/local-files/?d=home/me/proj/images/sub%2Fa.jpg", root).endswith("sub/a.jpg")
     assert resolve_image("https://example.com/bucket/b.jpg?X-Amz=1", root).endswith("b.jpg")
     assert resolve_image("s3://bucket/deep/b.jpg", root).endswith("b.jpg")
+
+
+@pytest.mark.parametrize("uri,kind,path,host", [
+    ("/data/local-files/?d=sub%2Fa%20b.jpg", "local", "sub/a b.jpg", ""),
+    ("http://ls:8080/data/local-files/?d=sub/a.jpg", "local", "sub/a.jpg", ""),
+    ("/data/local-files/", "local", "", ""),
+    ("/data/upload/3/1a2b3c4d-car%20park.jpg", "upload", "upload/3/1a2b3c4d-car park.jpg", ""),
+    ("/storage-data/uploaded/?filepath=upload/3/1a2b3c4d-a.jpg", "upload", "upload/3/1a2b3c4d-a.jpg", ""),
+    ("https://example.com:8443/img/a%20b.png?sig=1", "url", "/img/a b.png", "example.com:8443"),
+    ("s3://bucket/night/a.jpg", "cloud", "/night/a.jpg", "bucket"),
+    ("azure-blob://container/a.jpg", "cloud", "/a.jpg", "container"),
+    ("data:image/png;base64,iVBOR", "data", "data:image/png;base64,iVBOR", ""),
+    ("ftp://host/a.jpg", "other", "ftp://host/a.jpg", ""),
+    ("/api/tasks/1/image", "server", "/api/tasks/1/image", ""),
+    ("photos/a.jpg", "relative", "photos/a.jpg", ""),
+])
+def test_one_reading_of_image_uris(uri, kind, path, host):
+    """The importer, the pull's image cache and the ML backend all read a task's image URI with parse_uri."""
+    assert parse_uri(uri) == ImageURI(kind, path, host)
 
 
 @pytest.mark.parametrize("uri", ["/data/local-files/?d=../secret.jpg", "/data/local-files/?d=/etc/secret.jpg",

@@ -205,6 +205,14 @@ def test_a_path_outside_image_root_is_refused(images):
     assert response.status_code == 422 and "outside image_root" in response.json["error"]
 
 
+def test_a_local_files_uri_without_its_path_is_named(images):
+    client = create_app(_backend(images)).test_client()
+    response = _predict(client, [{"id": 1, "data": {"img": "/data/local-files/"}}])
+    assert response.status_code == 422
+    assert response.json["error"] == ("/data/local-files/: local-files URI without ?d= — re-export the tasks from "
+                                      "Label Studio")
+
+
 def test_a_personal_token_is_exchanged_again_before_its_access_token_expires(monkeypatch):
     from maskseg_d2.serve import backend as serve_backend
 
