@@ -2,9 +2,10 @@
 
 1. :func:`connect` runs before the model loads, so a wrong URL, token or project fails in seconds (one line,
    exit 2, the client's errors): the project (id, exact title, or its page URL ``http://host/projects/3``), its
-   labeling config as Label Studio parsed it (``parsed_label_config``), and every task's image. The regions are
-   written in the project's own names: its ``<PolygonLabels>`` and ``<BrushLabels>`` tags on one ``<Image>``
-   and that tag's ``$variable``; ``shape=auto`` needs both tags, else the project's one tag decides.
+   labeling config (:mod:`maskseg_d2.data.labelstudio_config`, the reader the ML backend uses), and every task's
+   image. The regions are written in the project's own names: its ``<PolygonLabels>`` and ``<BrushLabels>``
+   tags on one ``<Image>`` and that tag's ``$variable``; ``shape=auto`` needs both tags, else the project's one
+   tag decides.
 2. Each task's image is looked up among the input images with the importer's path logic
    (:mod:`maskseg_d2.data.labelstudio_paths`): an upload ``/data/upload/<p>/<8 hex>-<name>`` by its stored
    name, then as uploaded; a local-storage ``/data/local-files/?d=<path>`` by its path (then shorter tails); a URL
@@ -29,13 +30,14 @@ from omegaconf import DictConfig, open_dict
 
 from ..data.images import ImageIndex, normalize_name
 from ..data.labelstudio_api import find_project, project_url
+from ..data.labelstudio_config import REGION_TAGS, Targets, parse_label_config
 from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, read_token, refuse_config_token
 from ..data.labelstudio_paths import resolve_image, uri_names
 from ..errors import UserError, fail
 from ..utils.fileio import atomic_write_json
 from .sources import resolve_input
 
-__all__ = ["PUSH_KEYS", "REPORT_FILE", "ProjectTags", "PushReport", "LabelStudioPush", "connect"]
+__all__ = ["PUSH_KEYS", "REPORT_FILE", "PushReport", "LabelStudioPush", "connect"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,69 +45,6 @@ PUSH_KEYS = ConfigKeys("labelstudio.url", "labelstudio.push", "labelstudio.token
 REPORT_FILE = "labelstudio_push.json"
 BATCH = 500  # predictions per import call: Label Studio 1.23 processes imports in batches of 500
 _SHOWN = 5
-_TAGS = {"polygonlabels": "PolygonLabels", "brushlabels": "BrushLabels"}  # result type -> its tag
-
-
-@dataclass
-class ProjectTags:
-    """The names our regions take in a project's labeling config.
-
-    Attributes:
-        polygon (str or None): the ``<PolygonLabels>`` tag's name.
-        brush (str or None): the ``<BrushLabels>`` tag's name.
-        image (str): the ``<Image>`` tag's name (``to_name``).
-        data_key (str): its ``$variable``: the task field holding the image.
-        labels (dict[str, list[str]]): each tag's labels.
-    """
-
-    polygon: str | None
-    brush: str | None
-    image: str
-    data_key: str
-    labels: dict[str, list[str]]
-
-    def shape(self, wanted: str, where: str) -> str:
-        """The ``labelstudio.shape`` the project can take: ``auto`` needs both tags, else the one it has."""
-        if wanted == "auto" and not (self.polygon and self.brush):
-            if not self.brush:
-                logger.info("%s: no <BrushLabels> tag: a mask of several parts or with holes goes as its largest "
-                            "polygon (add a <BrushLabels> tag to keep it whole)", where)
-            return "polygon" if self.polygon else "brush"
-        if wanted in ("polygon", "brush") and not (self.polygon if wanted == "polygon" else self.brush):
-            tag = "PolygonLabels" if wanted == "polygon" else "BrushLabels"
-            raise fail(where, f"labelstudio.shape={wanted} but the labeling config has no <{tag}> tag",
-                       f"add one on the <Image name=\"{self.image}\">, or set labelstudio.shape=auto")
-        return wanted
-
-
-def project_tags(parsed: Any, prefer: str, where: str) -> ProjectTags:
-    """Our tags in ``parsed_label_config``: the first polygon/brush tag (``prefer`` first) and its image's others.
-
-    Args:
-        parsed (dict): the project's ``parsed_label_config`` (``{name: {type, to_name, inputs, labels}}``).
-        prefer (str): ``labelstudio.from_name``: chosen when it names one of several tags.
-        where (str): the project, for errors.
-
-    Returns:
-        ProjectTags: the names.
-    """
-    tags = {n: t for n, t in (parsed or {}).items() if isinstance(t, dict)} if isinstance(parsed, dict) else {}
-    ours = [n for n, t in tags.items() if t.get("type") in _TAGS.values()]
-    if not ours:
-        kinds = ", ".join(sorted({str(t.get("type")) for t in tags.values()})) or "none"
-        raise fail(where, f"the labeling config has no <PolygonLabels> or <BrushLabels> tag (its tags: {kinds})",
-                   "add one, with a <Label value=...> per class (Settings > Labeling Interface)")
-    first = prefer if prefer in ours else ours[0]
-    image = (tags[first].get("to_name") or [""])[0]
-    inputs = [i for i in tags[first].get("inputs") or [] if isinstance(i, dict)]
-
-    def tag(kind: str) -> str | None:
-        hits = [n for n in ours if tags[n].get("type") == kind and image in (tags[n].get("to_name") or [])]
-        return first if first in hits else (hits[0] if hits else None)
-
-    return ProjectTags(tag("PolygonLabels"), tag("BrushLabels"), image,
-                       str(inputs[0].get("value") or "image").lstrip("$") if inputs else "image",
-                       {n: [str(v) for v in tags[n].get("labels") or []] for n in ours})
 
 
 @dataclass
@@ -160,13 +99,13 @@ class LabelStudioPush:
     Args:
         client (LabelStudioClient): the authenticated client.
         report (PushReport): the project (filled in by :meth:`send`).
-        tags (ProjectTags): the names regions take.
+        tags (Targets): the names regions take (the project's labeling config).
         paths (list[str]): the input images, in input order.
         root (str): the input folder (names in the report are relative to it).
         task_of (dict[str, list[int]]): absolute image path -> the tasks showing it.
     """
 
-    def __init__(self, client: LabelStudioClient, report: PushReport, tags: ProjectTags, paths: list[str],
+    def __init__(self, client: LabelStudioClient, report: PushReport, tags: Targets, paths: list[str],
                  root: str, task_of: dict[str, list[int]]) -> None:
         self.client, self.report, self.tags = client, report, tags
         self.paths, self.root, self.task_of = paths, root, task_of
@@ -179,7 +118,7 @@ class LabelStudioPush:
             cfg.labelstudio.shape = shape
             cfg.labelstudio.from_name = t.polygon if shape != "brush" and t.polygon else t.brush
             cfg.labelstudio.brush_from_name = t.brush
-            cfg.labelstudio.to_name, cfg.labelstudio.data_key = t.image, t.data_key
+            cfg.labelstudio.to_name, cfg.labelstudio.data_key = t.to_name, t.data_key
             save = cfg.save if cfg.save is not None else ["overlay"]
             save = [save] if isinstance(save, str) else list(save)
             cfg.save = save + ["labelstudio"] if "labelstudio" not in save else save
@@ -189,7 +128,7 @@ class LabelStudioPush:
         for item in items:
             for r in item["result"]:
                 labels = self.tags.labels.get(r["from_name"], [])
-                tag = _TAGS.get(r["type"], r["type"])
+                tag = REGION_TAGS.get(r["type"], r["type"])
                 for label in r["value"].get(r["type"], []):
                     if label not in labels:
                         raise fail(f"labelstudio.push={self.report.project}", f"class {label!r} is not a label of "
@@ -289,9 +228,11 @@ def connect(cfg: DictConfig) -> tuple[LabelStudioPush, DictConfig]:
     client = LabelStudioClient(str(url), read_token(ls.get("token_file"), PUSH_KEYS), PUSH_KEYS)
     pid, title, detail = find_project(client, project)
     where = f"labelstudio.push={ls.push} (project {pid})"
-    tags = project_tags(detail.get("parsed_label_config"),
-                        str(ls.get("from_name") or ""), where)
-    shape = tags.shape(str(ls.shape), where)
+    tags = parse_label_config(str(detail.get("label_config") or ""), where, str(ls.get("from_name") or ""))
+    shape = tags.shape(str(ls.shape), where, "labelstudio.shape")
+    if str(ls.shape) == "auto" and not tags.brush:
+        logger.info("%s: no <BrushLabels> tag: a mask of several parts or with holes goes as its largest polygon "
+                    "(add a <BrushLabels> tag to keep it whole)", where)
     report = PushReport(client.url, pid, title)
     task_of = _match(client.tasks(pid, f"{where} tasks"), tags.data_key, spec.paths, spec.root, report)
     push = LabelStudioPush(client, report, tags, spec.paths, spec.root, task_of)

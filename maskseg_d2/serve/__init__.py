@@ -15,15 +15,15 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from ..data.labelstudio_client import refuse_config_token
+from ..data.labelstudio_config import Targets, parse_label_config
 from ..engine.run import Run
 from ..errors import UserError, fail
 from ..utils.secrets import register_secrets
 from .app import MODEL_CLASS, create_app
 from .backend import SERVE_KEYS, Backend, ImageFetcher, batch_predictor
-from .labelconfig import LabelConfigError, Targets, parse_label_config
 
 __all__ = ["serve", "create_app", "Backend", "ImageFetcher", "batch_predictor", "parse_label_config", "Targets",
-           "LabelConfigError", "MODEL_CLASS"]
+           "MODEL_CLASS"]
 
 logger = logging.getLogger(__name__)
 PASSWORD_ENV = "MASKSEG_SERVE_PASSWORD"  # never in a config: a secret (redacted from logs by its name)

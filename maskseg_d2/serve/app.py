@@ -27,10 +27,10 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ..data.labelstudio_config import parse_label_config
 from ..errors import UserError
 from ..utils.secrets import redact
 from .backend import FAILED, READY, Backend
-from .labelconfig import LabelConfigError, parse_label_config
 
 __all__ = ["create_app", "MODEL_CLASS"]
 
@@ -121,7 +121,7 @@ def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 
         ready()
         try:
             parse_label_config(str(body["schema"]))  # a project we cannot serve is told so when it connects
-        except LabelConfigError as e:
+        except UserError as e:
             raise _Reject(422, str(e)) from None
         if isinstance(body.get("hostname"), str) and body["hostname"]:
             backend.hostname = body["hostname"]  # where /data/... images are when url= is not set
@@ -141,7 +141,7 @@ def create_app(backend: Backend, max_tasks: int = 100, max_request_bytes: int = 
         ready()
         try:
             results = backend.predict(tasks, config) if tasks else []
-        except (LabelConfigError, UserError) as e:
+        except UserError as e:
             raise _Reject(422, str(e)) from None
         return jsonify({"results": results, "model_version": backend.model_version})
 

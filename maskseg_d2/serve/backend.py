@@ -4,7 +4,7 @@
 its output, which is what the unit tests pass), fetches each task's image (:class:`ImageFetcher`), runs the model
 on all of a request's images in batches and turns each image's instances into regions with the encoders of
 :mod:`maskseg_d2.predict.annotations` (``shape=auto``: a polygon for a one-part mask, a brush mask otherwise),
-under the tag names of the project's own labeling config (:mod:`.labelconfig`).
+under the tag names of the project's own labeling config (:mod:`maskseg_d2.data.labelstudio_config`).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..data.labelstudio_config import Targets, parse_label_config
 from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, is_personal_token, read_token
 from ..data.labelstudio_paths import parse_uri
 from ..errors import UserError, fail
@@ -26,7 +27,6 @@ from ..predict import BatchPredictor, Detections
 from ..predict.annotations import LS_SHAPES, labelstudio_results, labelstudio_task
 from ..predict.sources import prefetch
 from ..utils.secrets import redact
-from .labelconfig import LabelConfigError, Targets, parse_label_config
 
 __all__ = ["Backend", "ImageFetcher", "batch_predictor", "LOADING", "READY", "FAILED"]
 
@@ -175,14 +175,9 @@ class Backend:
 
     def _tags(self, targets: Targets) -> tuple[str, str, str | None]:
         """(shape, from_name, brush_from_name) for this project: what the config has tags for."""
-        shape = self.shape
-        if shape == "auto" and not (targets.polygon and targets.brush):
-            shape = "polygon" if targets.polygon else "brush"
+        shape = targets.shape(self.shape, "label_config")
         tag = targets.brush if shape == "brush" else targets.polygon
-        if tag is None:
-            raise LabelConfigError(f"shape={shape} but label_config has no <{shape.capitalize()}Labels> tag on "
-                                   f"<Image name=\"{targets.to_name}\">: add one, or start the server with "
-                                   "shape=auto")
+        assert tag is not None, "Targets.shape() returned a shape without its tag"
         return shape, tag, targets.brush
 
     def _fetch(self, uri: str) -> np.ndarray | str:
@@ -198,8 +193,8 @@ class Backend:
         without ``result`` (and logs it) but stores the others, so one lost image does not cost a whole batch.
 
         Raises:
-            LabelConfigError: the config has no tag for our regions, or a task lacks its image.
-            UserError: no task's image can be read (the first one's error).
+            UserError: the config has no tag for our regions, a task lacks its image, or no task's image can be
+                read (the first one's error).
         """
         targets = parse_label_config(label_config)
         shape, from_name, brush_from_name = self._tags(targets)
@@ -208,8 +203,8 @@ class Backend:
         for task in tasks:
             uri = (task.get("data") or {}).get(targets.data_key)
             if not isinstance(uri, str) or not uri:
-                raise LabelConfigError(f"task {task.get('id')}: its data has no '{targets.data_key}' "
-                                       f"(the $variable of <Image name=\"{targets.to_name}\">)")
+                raise fail(f"task {task.get('id')}", f"its data has no '{targets.data_key}' (the $variable of "
+                           f"<Image name=\"{targets.to_name}\">)", "check the tasks' data against the labeling config")
             uris.append(uri)
         t0 = time.perf_counter()
         images = list(prefetch(self._fetch, uris, workers=self.workers))
