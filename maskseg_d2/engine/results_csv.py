@@ -1,8 +1,10 @@
-"""``results.csv`` and ``results_per_class.csv``: one row per evaluation of a run, read from ``metrics.json``.
+"""``eval_history.csv`` and ``eval_history_per_class.csv``: one row per evaluation of a run, from ``metrics.json``.
 
-Ultralytics users open ``results.csv`` in a spreadsheet; Detectron2 keeps the same numbers as JSON lines mixed
-with the training log rows. The columns keep ``metrics.json``'s names (``total_loss``, ``val/total_loss``,
-``bbox/AP``, ``segm/AP50``...), so each name means the same thing in every file of the run.
+What Ultralytics users open as ``results.csv`` in a spreadsheet; Detectron2 keeps the same numbers as JSON lines
+mixed with the training log rows. The name is not ``results.csv``: that is the one evaluation ``tools/eval.py``
+writes (:func:`maskseg_d2.evaluation.report.write_report`, beside ``results.json`` and ``results.md``), another
+table. The columns keep ``metrics.json``'s names (``total_loss``, ``val/total_loss``, ``bbox/AP``,
+``segm/AP50``...), so each name means the same thing in every file of the run.
 """
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from typing import Any
 from ..utils.fileio import atomic_write_text
 from ..visualization.curves import read_metrics
 
-__all__ = ["evaluation_rows", "per_class_rows", "write_results_csv"]
+__all__ = ["EVAL_HISTORY", "EVAL_HISTORY_PER_CLASS", "evaluation_rows", "per_class_rows", "write_eval_history"]
+
+EVAL_HISTORY = "eval_history.csv"  # one row per evaluation during training
+EVAL_HISTORY_PER_CLASS = "eval_history_per_class.csv"  # one row per (evaluation, class)
 
 _TASKS = ("bbox", "segm")
 _STAT_ORDER = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -98,8 +103,8 @@ def _write(records: list[dict], first: tuple[str, ...], path: str) -> None:
     atomic_write_text(path, text.getvalue())
 
 
-def write_results_csv(metrics_json: str, out_dir: str) -> list[str]:
-    """Write ``<out_dir>/results.csv`` (one row per evaluation) and ``results_per_class.csv``.
+def write_eval_history(metrics_json: str, out_dir: str) -> list[str]:
+    """Write ``<out_dir>/eval_history.csv`` (one row per evaluation) and ``eval_history_per_class.csv``.
 
     Args:
         metrics_json (str): Detectron2's ``metrics.json`` of a run.
@@ -114,10 +119,14 @@ def write_results_csv(metrics_json: str, out_dir: str) -> list[str]:
     evals = evaluation_rows(rows)
     if not evals:
         return []
-    paths = [os.path.join(out_dir, "results.csv")]
+    paths = [os.path.join(out_dir, EVAL_HISTORY)]
     _write(evals, ("iteration",), paths[0])
     classes = per_class_rows(rows)
     if classes:
-        paths.append(os.path.join(out_dir, "results_per_class.csv"))
+        paths.append(os.path.join(out_dir, EVAL_HISTORY_PER_CLASS))
         _write(classes, ("iteration", "class"), paths[1])
     return paths
+
+
+# The old name, only until engine/trainer.py imports write_eval_history (it is evaluation.tables' CSV's name).
+write_results_csv = write_eval_history
