@@ -69,6 +69,18 @@ def test_flip_prob_outside_0_1_is_one_line(compose_cfg):
 
 
 @pytest.mark.slow
+def test_train_batch_of_a_run_uses_the_runs_config(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("visualize", overrides=["mode=train_batch", f"run={run_dir}", f"output={tmp_path / 'out'}",
+                                              "num_images=2", "cols=2", "cell=200"])
+    (grid_png,) = visualize(cfg)
+    assert grid_png == str(tmp_path / "out" / "train_batch_00.png")
+    grid = cv2.imread(grid_png)
+    assert grid is not None and grid.shape[1] >= 2 * 200  # two cells of 200 px side by side
+
+
+@pytest.mark.slow
 def test_training_run_writes_train_batch_jpg(tiny_run):
     run_dir, _ = tiny_run
     jpg = cv2.imread(str(run_dir / "train_batch.jpg"))
