@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from maskseg_d2.data import register_dataset
-from maskseg_d2.data.labelstudio_api import _save_snapshot, cache_path, canonical_export, project_url
+from maskseg_d2.data.labelstudio_api import _save_snapshot, cache_path, canonical_export, find_project, project_url
 from maskseg_d2.data.labelstudio_client import ConfigKeys, LabelStudioClient, read_token, refuse_config_token
 from maskseg_d2.errors import UserError
 from maskseg_d2.utils.secrets import env_secrets, redact
@@ -111,6 +111,38 @@ def test_a_token_in_any_config_section_is_refused_by_name_never_by_value():
                                 f"— set LABEL_STUDIO_API_KEY, or {keys.token_file_key} to a file holding it")
     # settings named like tokens are not tokens; an empty one is not set
     refuse_config_token({"token_file": "t.txt", "image_key": "img", "max_tokens": 3, "token": None, "api_key": ""})
+
+
+class _Projects:
+    """A client stub that counts the requests find_project makes."""
+
+    url, keys = "http://ls:8080", ConfigKeys()
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.detail = {3: {"id": 3, "title": "cars", "label_config": "<View/>"}}
+
+    def projects(self, what: str) -> list[dict]:
+        self.calls.append("list")
+        return [{"id": 3, "title": "cars"}, {"id": 4, "title": "trees"}]
+
+    def get_json(self, path: str, what: str, params=None, missing_ok: bool = False):
+        self.calls.append(path)
+        pid = int(path.strip("/").rsplit("/", 1)[-1])
+        assert missing_ok or pid in self.detail
+        return self.detail.get(pid)
+
+
+def test_find_project_fetches_the_project_once():
+    for project, calls in ((3, ["/api/projects/3/"]), ("3", ["/api/projects/3/"]),
+                           ("cars", ["list", "/api/projects/3/"])):
+        client = _Projects()
+        assert find_project(client, project) == (3, "cars", client.detail[3])
+        assert client.calls == calls, project
+    client = _Projects()
+    with pytest.raises(UserError, match=r"^dataset.project=9: no project 9 at http://ls:8080 that this token can see"):
+        find_project(client, 9)
+    assert client.calls == ["/api/projects/9/", "list"]  # the listing tells a server that is not Label Studio
 
 
 def _free_port() -> int:
