@@ -1,8 +1,8 @@
 """``Trainer``: Detectron2's DefaultTrainer with what practitioners ask for, through build_* overrides and hooks.
 
 Added to DefaultTrainer's loop (no copy of it): configurable augmentations (``build_train_loader``; a batch of
-them drawn to ``train_batch.jpg`` at the start), writers per ``logger`` (TensorBoard, W&B) (``build_writers``), and
-after the EvalHook a validation-loss hook, a best checkpoint (``model_best.pth`` + ``best_metric.json``) and early
+them drawn to ``train_batch.jpg`` at the first start), writers per ``logger`` (TensorBoard, W&B) (``build_writers``),
+and after the EvalHook a validation-loss hook, a best checkpoint (``model_best.pth`` + ``best_metric.json``) and early
 stopping (``build_hooks``). ``train()`` turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError`
 naming the cause and the last good checkpoint, ends early-stopped runs cleanly, draws ``curves.png``, writes
 ``results.csv`` (one row per evaluation) and finishes the W&B run in a ``finally``. Checkpoints go through
@@ -229,9 +229,10 @@ class Trainer(DefaultTrainer):
             UserError: the loss became NaN/Inf (message: cause, fix, last good checkpoint).
         """
         exit_code = 1
-        if comm.is_main_process():
+        train_batch = os.path.join(self.cfg.OUTPUT_DIR, "train_batch.jpg")
+        if comm.is_main_process() and not os.path.exists(train_batch):  # a resume keeps the first session's one
             try:
-                logger.info("Training samples as the model sees them: %s", self.write_train_batch())
+                logger.info("Training samples as the model sees them: %s", self.write_train_batch(train_batch))
             except Exception as e:  # a picture must never stop a training
                 logger.warning("Could not draw train_batch.jpg: %s", e)
         try:

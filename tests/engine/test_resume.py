@@ -58,11 +58,13 @@ def test_resume_last_continues_the_newest_run_to_a_new_max_iter(first_run):
     first_resolved = (run_dir / "config_resolved.yaml").read_text()
     first_iters = [m["iteration"] for m in metrics_rows(run_dir) if "total_loss" in m]
     assert max(first_iters) == 1 and (run_dir / "last_checkpoint").read_text() == "model_final.pth"
+    first_batch_mtime = (run_dir / "train_batch.jpg").stat().st_mtime_ns
 
     done = _tool("resume=last", f"paths.log_dir={log_dir}", "solver.max_iter=4")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [p.name for p in (log_dir / "demo" / "runs").iterdir()] == [run_dir.name]  # the run's own dir
     assert "Starting training from iteration 2" in (run_dir / "log.txt").read_text()  # Detectron2's own line
+    assert (run_dir / "train_batch.jpg").stat().st_mtime_ns == first_batch_mtime  # drawn by the first session only
     new_iters = [m["iteration"] for m in metrics_rows(run_dir) if "total_loss" in m][len(first_iters):]
     assert new_iters and min(new_iters) >= 2 and max(new_iters) == 3  # JSONWriter appends after the first rows
     # the first session's configs are kept; this one's sit beside them, with the saved overrides re-applied
