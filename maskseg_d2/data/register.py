@@ -12,7 +12,6 @@ from the content (:mod:`maskseg_d2.data.formats`).
 """
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import logging
@@ -270,7 +269,9 @@ def _register(name: str, records: list[dict], metadata: dict) -> None:
         DatasetCatalog.remove(name)
     if name in MetadataCatalog.list():
         MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: copy.deepcopy(records))
+    # shallow copies: Detectron2's DatasetMapper deep-copies each record it maps and no reader in maskseg_d2
+    # changes an annotation in place; a deepcopy would copy every polygon of the split at each get()
+    DatasetCatalog.register(name, lambda: [dict(r) for r in records])
     MetadataCatalog.get(name).set(**metadata)
 
 

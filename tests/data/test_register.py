@@ -101,7 +101,14 @@ def test_register_labelstudio_and_metadata(tmp_path):
 def test_register_twice_is_idempotent_and_returns_copies(tmp_path):
     root = make_labelstudio(tmp_path / "demo", 4)
     first = register_dataset(cfg_for(root))
-    DatasetCatalog.get("demo_train")[0]["annotations"].clear()  # callers may mutate what they get
+    records = DatasetCatalog.get("demo_train")
+    n, num_annotations = len(records), len(records[0]["annotations"])
+    # each get() is a new list of new dicts: a caller may drop records or replace keys (annotations are shared:
+    # Detectron2's DatasetMapper deep-copies the record it maps)
+    records.pop()
+    records[0]["annotations"] = []
+    again = DatasetCatalog.get("demo_train")
+    assert len(again) == n and len(again[0]["annotations"]) == num_annotations > 0
     # changed metadata would trip Detectron2's "unchanged value" assertion without the removal
     second = register_dataset(cfg_for(root, classes=["sign board", "car"]))
     assert first.dataset_hash != second.dataset_hash  # the class list is part of the hash
