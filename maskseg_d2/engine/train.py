@@ -161,7 +161,6 @@ def _train(cfg: DictConfig, output_dir: str) -> dict[str, Any]:
     resuming = resume_requested(cfg, output_dir)
     # opts: the command line, logged to log.txt as Detectron2's tools do (secrets redacted by the log hook)
     default_setup(d2cfg, argparse.Namespace(config_file="", eval_only=False, resume=resuming, opts=sys.argv[1:]))
-    open_run_log(output_dir)  # a no-op unless default_setup added handlers of its own: fold them into the one log
     _protect_saved_configs(output_dir)
     first_run = not (resuming and read_run_info(output_dir))  # a run killed before run_info.json: write it now
     if first_run and comm.is_main_process():
