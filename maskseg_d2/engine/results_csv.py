@@ -126,7 +126,3 @@ def write_eval_history(metrics_json: str, out_dir: str) -> list[str]:
         paths.append(os.path.join(out_dir, EVAL_HISTORY_PER_CLASS))
         _write(classes, ("iteration", "class"), paths[1])
     return paths
-
-
-# The old name, only until engine/trainer.py imports write_eval_history (it is evaluation.tables' CSV's name).
-write_results_csv = write_eval_history

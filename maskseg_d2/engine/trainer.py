@@ -5,7 +5,7 @@ them drawn to ``train_batch.jpg`` at the first start), writers per ``logger`` (T
 and after the EvalHook a validation-loss hook, a best checkpoint (``model_best.pth`` + ``best_metric.json``) and early
 stopping (``build_hooks``). ``train()`` turns NaN/Inf losses into a one-line :class:`~maskseg_d2.errors.UserError`
 naming the cause and the last good checkpoint, ends early-stopped runs cleanly, draws ``curves.png``, writes
-``results.csv`` (one row per evaluation) and finishes the W&B run in a ``finally``. Checkpoints go through
+``eval_history.csv`` (one row per evaluation) and finishes the W&B run in a ``finally``. Checkpoints go through
 :class:`~maskseg_d2.engine.checkpoint.SafeCheckpointer` (atomic saves, resume past a broken file, ``weights_only``
 loading).
 """
@@ -34,7 +34,7 @@ from ..visualization.train_batch import draw_train_batch
 from .checkpoint import SafeCheckpointer
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
                     PredictionSampler, ValidationLoss, preserved_rng)
-from .results_csv import write_results_csv
+from .results_csv import write_eval_history
 
 __all__ = ["Trainer"]
 
@@ -259,9 +259,9 @@ class Trainer(DefaultTrainer):
             except Exception as e:  # a plot must never hide the training's own outcome
                 logger.warning("Could not draw curves.png: %s", e)
             try:
-                write_results_csv(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.cfg.OUTPUT_DIR)
+                write_eval_history(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"), self.cfg.OUTPUT_DIR)
             except Exception as e:  # nor a table
-                logger.warning("Could not write results.csv: %s", e)
+                logger.warning("Could not write eval_history.csv: %s", e)
         if self.wandb_writer is not None:
             self.wandb_writer.finish(exit_code)
 
