@@ -34,7 +34,7 @@ from ..visualization.train_batch import draw_train_batch
 from .checkpoint import SafeCheckpointer
 from .hooks import (BestCheckpointer, Diverged, EarlyStop, EarlyStopping, PeriodicWriter,
                     PredictionSampler, ValidationLoss, preserved_rng)
-from .results_csv import write_eval_history
+from .eval_history import write_eval_history
 
 __all__ = ["Trainer"]
 

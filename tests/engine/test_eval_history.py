@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from maskseg_d2.engine.results_csv import write_eval_history
+from maskseg_d2.engine.eval_history import write_eval_history
 
 
 def _metrics(run_dir) -> list[dict]:
