@@ -54,6 +54,7 @@ def add_maskseg_config(cfg: CfgNode) -> None:
     cfg.MASKSEG.EARLY_STOPPING_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
     cfg.MASKSEG.EARLY_STOPPING_MIN_DELTA = 0.0
     cfg.MASKSEG.VAL_LOSS = True  # validation loss at each periodic evaluation (TEST.EVAL_PERIOD > 0)
+    cfg.MASKSEG.CPU_BF16 = False  # CPU training: forward under bf16 autocast, channels-last weights (solver.cpu_amp)
 
 
 def flatten_d2_keys(tree: Mapping[str, Any] | None, prefix: str = "") -> list:
@@ -68,6 +69,24 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device={device} but no CUDA GPU is visible to torch — use device=cpu or device=auto")
     return device
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (Intel AMX tiles or AVX512-BF16), where oneDNN's bf16 convolutions
+    beat fp32; elsewhere bf16 is emulated and slower."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private but stable since torch 2.1
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_cpu_amp(value: Any, device: str) -> bool:
+    """``solver.cpu_amp``: true | false | auto (bf16 only where :func:`native_cpu_bf16`); always off on CUDA."""
+    if not device.startswith("cpu"):
+        return False
+    text = str(value).lower()
+    if text not in ("true", "false", "auto"):
+        raise UserError(f"solver.cpu_amp={value}: use auto (bf16 where the CPU has bf16 units), true or false")
+    return text == "true" or (text == "auto" and native_cpu_bf16())
 
 
 def _model_url(model_cfg: Mapping[str, Any], key: str, kind: str) -> str | None:
@@ -316,6 +335,7 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     d2.MODEL.DEVICE = resolve_device(str(cfg.device))
     # Detectron2's AMPTrainer needs CUDA: mixed precision is a GPU feature, CPU runs stay fp32.
     d2.SOLVER.AMP.ENABLED = bool(d2.SOLVER.AMP.ENABLED) and d2.MODEL.DEVICE.startswith("cuda")
+    d2.MASKSEG.CPU_BF16 = resolve_cpu_amp(cfg.solver.get("cpu_amp", False), d2.MODEL.DEVICE)
     d2.SEED = int(cfg.seed)
     d2.OUTPUT_DIR = str(output_dir)
     d2.freeze()

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 import cv2
+import torch
 
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
@@ -50,8 +51,8 @@ class Trainer(DefaultTrainer):
     TensorBoard/W&B writers, divergence check.
 
     Behaviour comes from the CfgNode (``TEST.EVAL_PERIOD``, ``SOLVER.AMP``, ``SOLVER.CLIP_GRADIENTS``,
-    ``MASKSEG.*``: see :func:`maskseg_d2.config.add_maskseg_config`); the Hydra config, when given, only
-    selects and configures the writers (``logger``).
+    ``MASKSEG.*``, e.g. ``MASKSEG.CPU_BF16``: see :func:`maskseg_d2.config.add_maskseg_config`); the Hydra config,
+    when given, only selects and configures the writers (``logger``).
     """
 
     def __init__(self, cfg, hydra_cfg: Any = None) -> None:
@@ -84,6 +85,13 @@ class Trainer(DefaultTrainer):
         self._checkpointer = value if isinstance(value, SafeCheckpointer) else SafeCheckpointer.from_checkpointer(value)
 
     # ------------------------------------------------------------------------------------ build_*
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        if cfg.MASKSEG.get("CPU_BF16", False):  # oneDNN's bf16 convolutions run fastest on NHWC (channels-last) tensors
+            model.to(memory_format=torch.channels_last)
+        return model
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(dataset_name, output_folder or os.path.join(cfg.OUTPUT_DIR, "eval"))
@@ -217,7 +225,11 @@ class Trainer(DefaultTrainer):
 
     def run_step(self) -> None:
         try:
-            super().run_step()
+            # solver.cpu_amp: the step under bf16 autocast on CPU (SOLVER.AMP is Detectron2's CUDA-only AMPTrainer).
+            # Autocast casts the forward's matmuls and convolutions; the backward follows the forward's dtypes and
+            # the optimizer updates the fp32 weights (autocast leaves SGD's in-place ops alone).
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.cfg.MASKSEG.get("CPU_BF16", False))):
+                super().run_step()
         except FloatingPointError as e:  # raised by SimpleTrainer.write_metrics before the optimizer step
             self.max_iter = max(self.max_iter, self.iter + 2)  # after_train hooks: no final eval of a broken model
             raise Diverged(str(e)) from None
