@@ -21,7 +21,8 @@ def test_demo_experiment_builds_cpu_scratch_model(compose_cfg):
     assert d2.MODEL.ROI_HEADS.NUM_CLASSES == 3  # from the dataset's classes, never typed
     assert d2.MODEL.RESNETS.DEPTH == 18 and d2.MODEL.RESNETS.NORM == "BN"
     assert d2.MODEL.BACKBONE.FREEZE_AT == 0 and d2.MODEL.WEIGHTS == ""
-    assert d2.MODEL.FPN.OUT_CHANNELS == 128
+    assert d2.MODEL.FPN.OUT_CHANNELS == 64 and d2.MODEL.ROI_MASK_HEAD.CONV_DIM == 64  # the demo's, over the model's
+    assert d2.MODEL.ROI_BOX_HEAD.FC_DIM == 512  # the model's (r18_fpn_scratch) where the demo changes nothing
     assert d2.DATASETS.TRAIN == ("x_train",) and d2.DATASETS.TEST == ("x_val",)
     assert d2.INPUT.MASK_FORMAT == "bitmask"
     assert d2.OUTPUT_DIR == cfg.paths.output_dir
