@@ -3,9 +3,10 @@
     python benchmarks/bench_trainer_overhead.py [--iters 12] [--eval-period 6] [--batch 2] [--images 12]
                                                 [--repeats 3] [--logger wandb] [hydra overrides ...]
 
-Both train the demo model (experiment=demo: ResNet-18 FPN from scratch, ~200 px, CPU) on a generated demo set for
-the same ``--iters`` iterations and evaluate every ``--eval-period`` iterations and after the last one, with the same
-checkpoint period (only ``model_final.pth``):
+Both train the demo model (experiment=demo: ResNet-18 FPN from scratch, ~200 px, CPU; in fp32,
+``solver.cpu_amp=false``, as stock Detectron2 has no CPU bf16) on a generated demo set for the same ``--iters``
+iterations and evaluate every ``--eval-period`` iterations and after the last one, with the same checkpoint period
+(only ``model_final.pth``):
 
 * stock: ``DefaultTrainer`` whose ``build_evaluator`` returns ``COCOEvaluator(use_fast_impl=False)`` (what
   Detectron2's ``tools/train_net.py`` does; the fast C++ COCOeval needs Detectron2's compiled ops), its default
@@ -86,7 +87,8 @@ def _cfg(data_root: Path, run_dir: Path, args: argparse.Namespace):
             "experiment=demo", f"dataset.root={data_root}", "device=cpu", f"solver.max_iter={args.iters}",
             f"solver.ims_per_batch={args.batch}", f"solver.eval_period={args.eval_period}",
             f"logger={args.logger}", "d2.DATALOADER.NUM_WORKERS=0", "d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0",
-            *args.overrides])
+            # fp32 on both sides: stock DefaultTrainer has no CPU bf16 (solver.cpu_amp), and the weights must match
+            "solver.cpu_amp=false", *args.overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     return cfg
