@@ -20,8 +20,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 from ..errors import UserError, fail
 from .images import ImageIndex, is_utf8, normalize_name
 
-__all__ = ["CLOUD_SCHEMES", "ImageURI", "parse_uri", "resolve_image", "resolve_name", "resolve_relative",
-           "upload_names", "uri_names"]
+__all__ = ["CLOUD_SCHEMES", "ImageURI", "local_path", "parse_uri", "resolve_image", "resolve_name",
+           "resolve_relative", "upload_names", "uri_names"]
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-fA-F]{8}-(.+)$")
 _WEB_SCHEMES = ("http", "https")
@@ -40,7 +40,8 @@ class ImageURI:
         path (str): URL-decoded: the ``?d=`` path (``local``; ``""`` when it has none), the path below
             ``/data/`` (``upload``: ``upload/<project>/<8 hex>-<name>``), the URL's path (``url``, ``cloud``),
             else the URI itself.
-        host (str): the URL's host (``url``: with its port; ``cloud``: the bucket), else ``""``.
+        host (str): the URL's host (``url``, and ``local``/``upload`` named with their server: with its port;
+            ``cloud``: the bucket), else ``""`` (a path on the Label Studio server, or no URL).
     """
 
     kind: str
@@ -58,19 +59,29 @@ def parse_uri(uri: str) -> ImageURI:
     if uri.startswith("data:"):
         return ImageURI("data", uri)
     parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in CLOUD_SCHEMES:  # the scheme first: s3://bucket/data/upload/x is a bucket's object
+        return ImageURI("cloud", urllib.parse.unquote(parts.path), parts.netloc)
+    if parts.netloc and parts.scheme not in _WEB_SCHEMES:
+        return ImageURI("other", uri)
     query = urllib.parse.parse_qs(parts.query)
     if parts.path.startswith("/data/local-files"):
-        return ImageURI("local", query.get("d", [""])[0])
+        return ImageURI("local", query.get("d", [""])[0], parts.netloc)
     if parts.path.startswith("/storage-data/uploaded") and query.get("filepath"):
-        return ImageURI("upload", query["filepath"][0].lstrip("/"))
+        return ImageURI("upload", query["filepath"][0].lstrip("/"), parts.netloc)
     if parts.path.startswith("/data/upload/"):
-        return ImageURI("upload", urllib.parse.unquote(parts.path[len("/data/"):]))
-    if parts.scheme in _WEB_SCHEMES + CLOUD_SCHEMES:
-        kind = "url" if parts.scheme in _WEB_SCHEMES else "cloud"
-        return ImageURI(kind, urllib.parse.unquote(parts.path), parts.netloc)
+        return ImageURI("upload", urllib.parse.unquote(parts.path[len("/data/"):]), parts.netloc)
+    if parts.scheme in _WEB_SCHEMES:
+        return ImageURI("url", urllib.parse.unquote(parts.path), parts.netloc)
     if "://" in uri:
         return ImageURI("other", uri)
     return ImageURI("server" if uri.startswith("/") else "relative", uri)
+
+
+def local_path(ref: ImageURI, uri: str, where: str) -> str:
+    """str: the ``?d=`` path of a ``local`` URI (``ref = parse_uri(uri)``); a local-files URI without it: an error."""
+    if not ref.path:
+        raise fail(where, f"local-files URI without ?d=: {uri}", "re-export the tasks from Label Studio")
+    return ref.path
 
 
 def _uri_reference(uri: str, where: str) -> tuple[str, str]:
@@ -80,9 +91,7 @@ def _uri_reference(uri: str, where: str) -> tuple[str, str]:
         raise fail(where, "the image is embedded as a data: URI",
                    "import the photo as a file in Label Studio")
     if ref.kind == "local":
-        if not ref.path:
-            raise fail(where, f"local-files URI without ?d=: {uri}", "re-export the tasks from Label Studio")
-        return "rel", ref.path
+        return "rel", local_path(ref, uri, where)
     if ref.kind == "upload":
         return "upload", ref.name
     if ref.kind in ("url", "cloud"):

@@ -183,12 +183,16 @@ def test_local_files_and_urls(tmp_path):
 
 @pytest.mark.parametrize("uri,kind,path,host", [
     ("/data/local-files/?d=sub%2Fa%20b.jpg", "local", "sub/a b.jpg", ""),
-    ("http://ls:8080/data/local-files/?d=sub/a.jpg", "local", "sub/a.jpg", ""),
+    ("http://ls:8080/data/local-files/?d=sub/a.jpg", "local", "sub/a.jpg", "ls:8080"),
     ("/data/local-files/", "local", "", ""),
     ("/data/upload/3/1a2b3c4d-car%20park.jpg", "upload", "upload/3/1a2b3c4d-car park.jpg", ""),
     ("/storage-data/uploaded/?filepath=upload/3/1a2b3c4d-a.jpg", "upload", "upload/3/1a2b3c4d-a.jpg", ""),
     ("https://example.com:8443/img/a%20b.png?sig=1", "url", "/img/a b.png", "example.com:8443"),
     ("s3://bucket/night/a.jpg", "cloud", "/night/a.jpg", "bucket"),
+    # the scheme decides before the path: a bucket's data/upload/ folder is not Label Studio's uploads
+    ("s3://bucket/data/upload/x.jpg", "cloud", "/data/upload/x.jpg", "bucket"),
+    ("ftp://host/data/upload/x.jpg", "other", "ftp://host/data/upload/x.jpg", ""),
+    ("https://ls.example/data/upload/3/1a2b3c4d-a.jpg", "upload", "upload/3/1a2b3c4d-a.jpg", "ls.example"),
     ("azure-blob://container/a.jpg", "cloud", "/a.jpg", "container"),
     ("data:image/png;base64,iVBOR", "data", "data:image/png;base64,iVBOR", ""),
     ("ftp://host/a.jpg", "other", "ftp://host/a.jpg", ""),
