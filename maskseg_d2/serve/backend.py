@@ -12,7 +12,6 @@ import io
 import logging
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,7 +20,7 @@ from PIL import Image, ImageOps
 
 from ..data.labelstudio_config import Targets, parse_label_config
 from ..data.labelstudio_client import ConfigKeys, LabelStudioClient, is_personal_token, read_token
-from ..data.labelstudio_paths import parse_uri
+from ..data.labelstudio_paths import ImageURI, local_path, parse_uri
 from ..errors import UserError, fail
 from ..predict import BatchPredictor, Detections
 from ..predict.annotations import LS_SHAPES, labelstudio_results, labelstudio_task
@@ -91,14 +90,12 @@ class ImageFetcher:
                 self._clients[url] = client, made
             return client
 
-    def _local(self, uri: str) -> Path | None:
+    def _local(self, ref: ImageURI, uri: str) -> Path | None:
         """The file under ``image_root`` of a local-storage task or a plain relative path; None: not local."""
-        ref = parse_uri(uri)
         if self.image_root is None or ref.kind not in ("local", "relative"):
             return None
-        if not ref.path:
-            raise fail(uri, "local-files URI without ?d=", "re-export the tasks from Label Studio")
-        path = (self.image_root / ref.path).resolve()
+        rel = local_path(ref, uri, "image") if ref.kind == "local" else ref.path
+        path = (self.image_root / rel).resolve()
         if not path.is_relative_to(self.image_root):
             raise fail(uri, f"outside image_root={self.image_root}", "point image_root at the images' folder")
         return path
@@ -109,22 +106,22 @@ class ImageFetcher:
         Raises:
             UserError: the image cannot be read (one line naming it).
         """
-        where = f"image {uri}"
-        local = self._local(uri)
+        where, ref = f"image {uri}", parse_uri(uri)
+        local = self._local(ref, uri)
         if local is not None:
             try:
                 return decode_bgr(local.read_bytes(), where)
             except OSError as e:
                 raise fail(where, f"cannot read {local} ({e.strerror})", "check image_root") from None
         server = self.url or hostname
-        if uri.startswith("/"):
+        if ref.kind in ("url", "local", "upload") and ref.host:  # an http(s) URL, Label Studio's or another host's
+            server = server or uri
+        elif ref.kind in ("local", "upload", "server"):  # a path on the Label Studio server
             if not server:
                 raise fail(where, "a Label Studio path, and no server is known", "pass url=<Label Studio URL>")
-        elif urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        else:
             raise fail(where, "neither a Label Studio path, an http(s) URL nor a file under image_root",
                        "set image_root=<folder> for local paths; cloud storage: open its URLs to Label Studio")
-        else:
-            server = server or uri
         out = io.BytesIO()
         status = self._client(server).download(uri, out, where)
         if status != 200:

@@ -209,8 +209,8 @@ def test_a_local_files_uri_without_its_path_is_named(images):
     client = create_app(_backend(images)).test_client()
     response = _predict(client, [{"id": 1, "data": {"img": "/data/local-files/"}}])
     assert response.status_code == 422
-    assert response.json["error"] == ("/data/local-files/: local-files URI without ?d= — re-export the tasks from "
-                                      "Label Studio")
+    assert response.json["error"] == ("image: local-files URI without ?d=: /data/local-files/ — re-export the tasks "
+                                      "from Label Studio")
 
 
 def test_a_personal_token_is_exchanged_again_before_its_access_token_expires(monkeypatch):
@@ -275,6 +275,21 @@ def test_the_token_goes_to_label_studio_only(png_server, monkeypatch, tmp_path):
     assert response.status_code == 200 and all(len(p["result"]) == 2 for p in response.json["results"])
     ports = {url: int(url.rsplit(":", 1)[1]) for url in (studio, other)}
     assert seen == [(ports[studio], "/data/upload/3/0a1b2c3d-a.png", f"Token {token}"), (ports[other], "/b.png", None)]
+
+
+@pytest.mark.parametrize("uri,error", [
+    ("/data/upload/3/0a1b2c3d-a.png", "a Label Studio path, and no server is known — pass url="),
+    ("/data/local-files/?d=a.png", "a Label Studio path, and no server is known — pass url="),
+    ("s3://bucket/data/upload/3/0a1b2c3d-a.png", "neither a Label Studio path, an http(s) URL nor a file under "),
+    ("photos/a.png", "neither a Label Studio path, an http(s) URL nor a file under "),
+])
+def test_the_fetcher_reads_the_uri_as_parse_uri_does(uri, error):
+    """A Label Studio path needs a server; a bucket's object (even under data/upload/) is not Label Studio's."""
+    from maskseg_d2.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        ImageFetcher().fetch(uri, hostname=None)
+    assert str(e.value).startswith(f"image {uri}: {error}")
 
 
 def test_a_wrong_url_or_token_file_is_one_line_at_start(tmp_path):
