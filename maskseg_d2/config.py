@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Keys that come from the data or the run, never typed by hand (they would go out of sync).
 _DERIVED_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "DATASETS.TRAIN", "DATASETS.TEST", "OUTPUT_DIR")
+# Keys resolved from a Hydra key after the raw merge (a raw value would be overwritten): key -> the Hydra key to set.
+_RESOLVED_KEYS = {"MASKSEG.CPU_BF16": "solver.cpu_amp"}
 # The recipe a fine-tune may depart from: run_info.json lists these sections' differences from the base config
 # (INPUT.MASK_FORMAT follows the data, not a choice).
 _RECIPE_SECTIONS = ("SOLVER", "INPUT")
@@ -81,11 +83,11 @@ def native_cpu_bf16() -> bool:
 
 def resolve_cpu_amp(value: Any, device: str) -> bool:
     """``solver.cpu_amp``: true | false | auto (bf16 only where :func:`native_cpu_bf16`); always off on CUDA."""
-    if not device.startswith("cpu"):
-        return False
     text = str(value).lower()
     if text not in ("true", "false", "auto"):
         raise UserError(f"solver.cpu_amp={value}: use auto (bf16 where the CPU has bf16 units), true or false")
+    if not device.startswith("cpu"):
+        return False
     return text == "true" or (text == "auto" and native_cpu_bf16())
 
 
@@ -298,6 +300,9 @@ def _merge_raw(d2: CfgNode, tree: Mapping[str, Any] | None, where: str) -> None:
     for key in pairs[::2]:
         if key in _DERIVED_KEYS:
             raise UserError(f"{where}.{key} is derived from the dataset/run and cannot be set — remove it")
+        if key in _RESOLVED_KEYS:
+            raise UserError(f"{where}.{key} is set from {_RESOLVED_KEYS[key]} — remove it and set "
+                            f"{_RESOLVED_KEYS[key]}=true|false|auto")
     try:
         d2.merge_from_list(pairs)
     except (KeyError, AssertionError, ValueError) as e:

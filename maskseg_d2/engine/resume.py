@@ -39,6 +39,7 @@ CHANGEABLE = (
     "logger",         # where the curves go (W&B continues its run: wandb_run_id.txt)
     "num_vis", "vis_score_threshold",  # the images drawn after training
     "device", "trainer",  # the machine: resume a GPU run elsewhere, on other GPUs (ims_per_batch is the total)
+    "solver.cpu_amp",  # the machine's number format (bf16 where the CPU has it); auto may resolve differently anyway
     "min_free_gb",    # a disk check, not a setting
 )
 

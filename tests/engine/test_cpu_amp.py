@@ -19,9 +19,17 @@ def test_cpu_amp_values(monkeypatch, value, native, expected):
     assert resolve_cpu_amp(value, "cuda") is False  # CUDA has its own AMP (solver.amp)
 
 
-def test_native_cpu_bf16_is_torch_s_cpu_check():
-    expected = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True), (False, False, False)])
+def test_native_cpu_bf16_asks_torch_for_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert config_mod.native_cpu_bf16() is expected
+
+
+def test_raw_cpu_bf16_key_is_refused(compose_cfg):
+    cfg = compose_cfg("d2.MASKSEG.CPU_BF16=true", "device=cpu")
+    with pytest.raises(UserError, match=r"^d2.MASKSEG.CPU_BF16 is set from solver.cpu_amp — remove it and set "):
+        build_d2_cfg(cfg, register_dataset(cfg.dataset), "o")
 
 
 def test_bad_cpu_amp_is_one_line(compose_cfg):
