@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Tiny and fast: 2 images/iter at ~200 px, no loader workers; score threshold 0 so that 4 iterations
 # already give predictions (AP is a number, the W&B images have masks), at most 20 per image.
-TINY = ["experiment=demo", "device=cpu", "solver.ims_per_batch=2", "solver.warmup_iters=2",
+# fp32 (solver.cpu_amp=false): the same numbers on every CPU, bf16 units or not; tests/engine/test_cpu_amp.py
+# covers the bf16 step experiment=demo takes where the CPU has them.
+TINY = ["experiment=demo", "device=cpu", "solver.cpu_amp=false", "solver.ims_per_batch=2", "solver.warmup_iters=2",
         "d2.DATALOADER.NUM_WORKERS=0", "d2.MODEL.ROI_HEADS.SCORE_THRESH_TEST=0.0", "d2.TEST.DETECTIONS_PER_IMAGE=20"]
 
 # The shared run: 4 iterations, evaluations at iterations 1 and 4 (eval_period 2) with validation loss and

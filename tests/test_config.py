@@ -21,8 +21,7 @@ def test_demo_experiment_builds_cpu_scratch_model(compose_cfg):
     assert d2.MODEL.ROI_HEADS.NUM_CLASSES == 3  # from the dataset's classes, never typed
     assert d2.MODEL.RESNETS.DEPTH == 18 and d2.MODEL.RESNETS.NORM == "BN"
     assert d2.MODEL.BACKBONE.FREEZE_AT == 0 and d2.MODEL.WEIGHTS == ""
-    assert d2.MODEL.FPN.OUT_CHANNELS == 64 and d2.MODEL.ROI_MASK_HEAD.CONV_DIM == 64  # the demo's, over the model's
-    assert d2.MODEL.ROI_BOX_HEAD.FC_DIM == 512  # the model's (r18_fpn_scratch) where the demo changes nothing
+    assert d2.MODEL.FPN.OUT_CHANNELS == 64 and d2.MODEL.ROI_MASK_HEAD.CONV_DIM == 64  # r18_fpn_scratch's heads
     assert d2.DATASETS.TRAIN == ("x_train",) and d2.DATASETS.TEST == ("x_val",)
     assert d2.INPUT.MASK_FORMAT == "bitmask"
     assert d2.OUTPUT_DIR == cfg.paths.output_dir
@@ -80,7 +79,7 @@ def test_raw_d2_keys_need_no_plus(compose_cfg):
                       "model.d2.MODEL.RESNETS.DEPTH=34", "device=cpu")
     d2 = build_d2_cfg(cfg, DATA, "o")
     assert d2.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 128 and d2.MODEL.FPN.NORM == "GN"
-    assert d2.MODEL.RESNETS.DEPTH == 34 and d2.MODEL.FPN.OUT_CHANNELS == 128  # the model's own keys stay
+    assert d2.MODEL.RESNETS.DEPTH == 34 and d2.MODEL.FPN.OUT_CHANNELS == 64  # the model's own keys stay
     with pytest.raises(Exception, match="Could not override 'solver.not_a_key'"):
         compose_cfg("solver.not_a_key=1")  # the rest of the config stays closed: typos are caught
 
