@@ -242,7 +242,8 @@ class Trainer(DefaultTrainer):
         """
         exit_code = 1
         train_batch = os.path.join(self.cfg.OUTPUT_DIR, "train_batch.jpg")
-        if comm.is_main_process() and not os.path.exists(train_batch):  # a resume keeps the first session's one
+        # a fresh start draws (over an old run's file in a reused dir); a resume keeps the first session's picture
+        if comm.is_main_process() and (self.start_iter == 0 or not os.path.exists(train_batch)):
             try:
                 logger.info("Training samples as the model sees them: %s", self.write_train_batch(train_batch))
             except Exception as e:  # a picture must never stop a training
