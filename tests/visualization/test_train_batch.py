@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from maskseg_d2.browse import visualize
 from maskseg_d2.config import build_d2_cfg
+from maskseg_d2.data import register_dataset
 from maskseg_d2.errors import UserError
 
 CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
@@ -31,17 +33,15 @@ def _one_object_dataset(root: Path) -> None:
     (root / "coco.json").write_text(json.dumps(coco))
 
 
-@pytest.mark.parametrize("flip_prob, side", [(1.0, "right"), (0.0, "left")])
-def test_train_batch_masks_follow_a_forced_flip(tmp_path, flip_prob, side):
-    _one_object_dataset(tmp_path / "data")
-    overrides = ["mode=train_batch", "dataset=demo", f"dataset.root={tmp_path / 'data'}", "dataset.format=coco",
-                 "dataset.annotations=${dataset.root}/coco.json", "dataset.classes=[thing]", "dataset.val_fraction=0",
-                 f"augment.flip_prob={flip_prob}", "augment.min_size_train=[160]", f"output={tmp_path / 'out'}",
-                 f"cell={W}", "cols=1"]
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("visualize", overrides=overrides)
-    (grid_png,) = visualize(cfg)
-    assert Path(grid_png).name == "train_batch_00.png"
+def _one_object_overrides(root: Path, flip_prob: float) -> list[str]:
+    """dataset= + augment= of :func:`_one_object_dataset`, flipped with probability ``flip_prob``, one scale."""
+    return ["dataset=demo", f"dataset.root={root}", "dataset.format=coco",
+            "dataset.annotations=${dataset.root}/coco.json", "dataset.classes=[thing]", "dataset.val_fraction=0",
+            f"augment.flip_prob={flip_prob}", "augment.min_size_train=[160]"]
+
+
+def _assert_object_on(grid_png: str, side: str) -> None:
+    """The one-object grid (``cell=W cols=1``) shows the masked object on ``side`` only (right: flipped)."""
     cell = cv2.imread(grid_png)[6: 6 + H, 6: 6 + W].astype(int)  # make_grid: 6 px padding, one cell of W x H
     drawn = np.abs(cell - GRAY).max(axis=2) > 30
     drawn[:40] = False  # the cell's title (file name), top-left
@@ -51,6 +51,44 @@ def test_train_batch_masks_follow_a_forced_flip(tmp_path, flip_prob, side):
     inside = drawn[y0 + 3: y1 - 3, x0 + 3: x1 - 3].mean()
     assert inside > 0.95, inside  # the mask tints the whole object, where the flip (or not) put it
     assert (left, right)[side == "left"] < 0.05 * (left, right)[side == "right"], (left, right)
+
+
+@pytest.mark.parametrize("flip_prob, side", [(1.0, "right"), (0.0, "left")])
+def test_train_batch_masks_follow_a_forced_flip(tmp_path, flip_prob, side):
+    _one_object_dataset(tmp_path / "data")
+    overrides = ["mode=train_batch", *_one_object_overrides(tmp_path / "data", flip_prob), f"output={tmp_path / 'out'}",
+                 f"cell={W}", "cols=1"]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("visualize", overrides=overrides)
+    (grid_png,) = visualize(cfg)
+    assert Path(grid_png).name == "train_batch_00.png"
+    _assert_object_on(grid_png, side)
+
+
+def _fake_run(run_dir: Path, data: Path, flip_prob: float) -> None:
+    """A run dir as tools/train.py leaves it, for what mode=train_batch reads (no training: an empty checkpoint)."""
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        train_cfg = compose("train", overrides=["device=cpu", *_one_object_overrides(data, flip_prob)])
+    d2cfg = build_d2_cfg(train_cfg, register_dataset(train_cfg.dataset), str(run_dir))
+    (run_dir / "config.yaml").write_text(d2cfg.dump())
+    OmegaConf.save({"dataset": OmegaConf.to_container(train_cfg.dataset, resolve=True)},
+                   run_dir / "config_resolved.yaml")
+    (run_dir / "model_final.pth").touch()
+
+
+def test_train_batch_of_a_run_uses_the_runs_config(tmp_path):
+    """run=: the run's augmentations (a forced flip), not those of the visualize config (no flip)."""
+    _one_object_dataset(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _fake_run(run_dir, tmp_path / "data", flip_prob=1.0)
+    overrides = ["mode=train_batch", f"run={run_dir}", "augment.flip_prob=0.0", f"output={tmp_path / 'out'}",
+                 f"cell={W}", "cols=1"]
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("visualize", overrides=overrides)
+    (grid_png,) = visualize(cfg)
+    assert grid_png == str(tmp_path / "out" / "train_batch_00.png")
+    _assert_object_on(grid_png, "right")
 
 
 @pytest.mark.parametrize("mode", ["curves", "pred"])
@@ -69,7 +107,8 @@ def test_flip_prob_outside_0_1_is_one_line(compose_cfg):
 
 
 @pytest.mark.slow
-def test_train_batch_of_a_run_uses_the_runs_config(tiny_run, tmp_path):
+def test_train_batch_reads_a_trained_run_dir(tiny_run, tmp_path):
+    """The files training writes are what mode=train_batch run= reads (the run's config: see above)."""
     run_dir, _ = tiny_run
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("visualize", overrides=["mode=train_batch", f"run={run_dir}", f"output={tmp_path / 'out'}",
