@@ -305,6 +305,8 @@ def register_dataset(cfg: Any) -> DatasetInfo:
     deterministic, so every process gets the same records and split. Metadata: ``thing_classes``,
     ``evaluator_type="coco"``, ``image_root``, ``annotation_file``, ``mask_format``, ``dataset_hash``.
     ``json_file`` is deliberately NOT set: Detectron2's COCOEvaluator would read it as a COCO file.
+    ``DatasetCatalog.get`` returns shallow copies: a new list of new top-level record dicts, whose nested
+    ``annotations`` (and their polygons) are shared by every call: do not mutate them in place (copy first).
 
     Args:
         cfg (dict or DictConfig): ``name``, ``root``, ``format`` (one of :data:`FORMATS`),
