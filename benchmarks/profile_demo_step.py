@@ -11,6 +11,12 @@ parts are clocked with module pre/post hooks; backward cannot be split by module
 (torch.profiler, operators by self CPU time over the same iterations) says which operators the time goes to,
 backward included.
 
+Early iterations understate the ROI heads: a young RPN proposes few boxes that overlap the objects, so the mask head
+gets few positive RoIs; later (up to ``ROI_HEADS.BATCH_SIZE_PER_IMAGE`` x ``POSITIVE_FRACTION`` per image) it gets
+many. Profile a trained model with ``model.weights=<run>/model_final.pth`` to see a late iteration. With
+``solver.cpu_amp`` resolved to bf16 (experiment=demo on a CPU with bf16 units) the step runs under bf16 autocast, as
+the Trainer's does.
+
 Prints means per iteration (so the parts add up) and shares of the iteration; an input to the demo's speed work
 (issue 18: a demo that learns in half the time). The numbers change with the machine's load: read the shares.
 """
@@ -85,7 +91,14 @@ def main() -> None:
         _clock(module, name, forward)
     data_iter = iter(inner.data_loader)
 
+    # as Trainer.run_step: the whole step under bf16 autocast when solver.cpu_amp resolved to bf16 on this CPU
+    bf16 = bool(d2cfg.MASKSEG.CPU_BF16)
+
     def step(laps: dict[str, list[float]] | None) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _step(laps)
+
+    def _step(laps: dict[str, list[float]] | None) -> None:
         t0 = time.perf_counter()
         batch = next(data_iter)
         t1 = time.perf_counter()
@@ -131,7 +144,8 @@ def main() -> None:
             ("backward", med["backward"]), ("optimizer step", med["optimizer step"])]
     total = med["iteration"]
     print(f"\nexperiment=demo {' '.join(args.overrides)}: batch {d2cfg.SOLVER.IMS_PER_BATCH}, "
-          f"{args.iters} iterations after {args.warmup} warm-up, torch threads {torch.get_num_threads()}")
+          f"{args.iters} iterations after {args.warmup} warm-up, torch threads {torch.get_num_threads()}, "
+          f"{'bf16 autocast' if bf16 else 'fp32'}")
     print("\n| part of one iteration | ms (mean) | share |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {1000 * seconds:.0f} | {100 * seconds / total:.0f} % |")
