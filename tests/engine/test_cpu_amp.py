@@ -1,4 +1,6 @@
 """solver.cpu_amp: CPU training steps under bf16 autocast with channels-last weights; fp32 weights and evaluation."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -8,6 +10,9 @@ from maskseg_d2.config import build_d2_cfg, resolve_cpu_amp
 from maskseg_d2.data import register_dataset
 from maskseg_d2.engine.trainer import Trainer
 from maskseg_d2.errors import UserError
+
+DATA = SimpleNamespace(train_name="x_train", val_name="x_val", thing_classes=["car"], mask_format="bitmask",
+                       num_train=10)  # build_d2_cfg needs no registered data to check the solver keys
 
 
 @pytest.mark.parametrize("value, native, expected", [
@@ -27,15 +32,13 @@ def test_native_cpu_bf16_asks_torch_for_amx_or_avx512_bf16(monkeypatch, amx, avx
 
 
 def test_raw_cpu_bf16_key_is_refused(compose_cfg):
-    cfg = compose_cfg("d2.MASKSEG.CPU_BF16=true", "device=cpu")
     with pytest.raises(UserError, match=r"^d2.MASKSEG.CPU_BF16 is set from solver.cpu_amp — remove it and set "):
-        build_d2_cfg(cfg, register_dataset(cfg.dataset), "o")
+        build_d2_cfg(compose_cfg("d2.MASKSEG.CPU_BF16=true", "device=cpu"), DATA, "o")
 
 
 def test_bad_cpu_amp_is_one_line(compose_cfg):
-    cfg = compose_cfg("solver.cpu_amp=fast", "device=cpu")
     with pytest.raises(UserError, match=r"^solver.cpu_amp=fast: use auto \(bf16 where the CPU has bf16 units\)"):
-        build_d2_cfg(cfg, register_dataset(cfg.dataset), "o")
+        build_d2_cfg(compose_cfg("solver.cpu_amp=fast", "device=cpu"), DATA, "o")
 
 
 def _trainer(train_cfg, run_dir, *overrides):
