@@ -24,7 +24,8 @@ def test_cpu_amp_values(monkeypatch, value, native, expected):
     assert resolve_cpu_amp(value, "cuda") is False  # CUDA has its own AMP (solver.amp)
 
 
-@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True), (False, False, False)])
+@pytest.mark.parametrize("amx, avx512_bf16, expected",
+                         [(True, False, True), (False, True, True), (False, False, False)])
 def test_native_cpu_bf16_asks_torch_for_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
