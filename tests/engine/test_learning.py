@@ -6,7 +6,10 @@ The run is ``overfit_run`` (tests/conftest.py, recipe ``OVERFIT`` on top of ``TI
 first 4 training images of the session's demo data (10 instances: 6 cars, 4 sign boards), one scale (192 px), no
 flip, and evaluated on the same 4 images.
 
-Measured in 3 runs (seed 42 on 2 threads, seed 42 on 1 thread, seed 7 on 1 thread) -> asserted:
+Measured in 3 runs (seed 42 on 2 threads, seed 42 on 1 thread, seed 7 on 1 thread) of the model with 128-channel
+FPN and mask head, in fp32 (before issue 18) -> asserted below. With today's 64-channel heads (still fp32: the tests
+set ``solver.cpu_amp=false``), CI's run on a fresh clone (2026-12-06, seed 42, 2 threads): loss 1.931 -> 0.790
+(fell 59 %), segm AP 57.7, bbox AP 60.6; the instance checks passed.
 
 - total loss, median of iterations 80-99 vs 0-19 (Detectron2 logs 20-iteration medians):
   fell 52 / 55 / 54 % -> >= 30 %
