@@ -56,7 +56,7 @@ def add_maskseg_config(cfg: CfgNode) -> None:
     cfg.MASKSEG.EARLY_STOPPING_PATIENCE = 0  # evaluations without improvement before stopping; 0 = off
     cfg.MASKSEG.EARLY_STOPPING_MIN_DELTA = 0.0
     cfg.MASKSEG.VAL_LOSS = True  # validation loss at each periodic evaluation (TEST.EVAL_PERIOD > 0)
-    cfg.MASKSEG.CPU_BF16 = False  # CPU training: forward under bf16 autocast, channels-last weights (solver.cpu_amp)
+    cfg.MASKSEG.CPU_BF16 = False  # CPU training step under bf16 autocast, channels-last weights (solver.cpu_amp)
 
 
 def flatten_d2_keys(tree: Mapping[str, Any] | None, prefix: str = "") -> list:
@@ -338,7 +338,7 @@ def build_d2_cfg(cfg: DictConfig, dataset: Any, output_dir: str) -> CfgNode:
     d2.DATASETS.TEST = (dataset.val_name,)
     d2.INPUT.MASK_FORMAT = dataset.mask_format
     d2.MODEL.DEVICE = resolve_device(str(cfg.device))
-    # Detectron2's AMPTrainer needs CUDA: mixed precision is a GPU feature, CPU runs stay fp32.
+    # Detectron2's AMPTrainer (fp16) needs CUDA; CPU mixed precision is ours, bf16 via solver.cpu_amp.
     d2.SOLVER.AMP.ENABLED = bool(d2.SOLVER.AMP.ENABLED) and d2.MODEL.DEVICE.startswith("cuda")
     d2.MASKSEG.CPU_BF16 = resolve_cpu_amp(cfg.solver.get("cpu_amp", False), d2.MODEL.DEVICE)
     d2.SEED = int(cfg.seed)
